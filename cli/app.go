@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/rs/zerolog"
+	ucli "github.com/urfave/cli/v2"
+
+	"courier/config"
+	"courier/logging"
+)
+
+// Version is set at build time (-ldflags "-X courier/cli.Version=...").
+var Version = "dev"
+
+// Run runs courier with args (args[0] is the program name) and returns the
+// process exit code.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	return exitCode(app.RunContext(ctx, args), stderr)
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
+	return &ucli.App{
+		Name:      "courier",
+		Usage:     "an on-premise agent that relays events and runs exports durably",
+		Version:   Version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "root", Usage: "the agent's folder (config, queue, logs)", EnvVars: []string{"COURIER_ROOT"}, Value: config.DefaultRoot()},
+			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"COURIER_LOG_LEVEL"}, Value: "info"},
+			&ucli.StringFlag{Name: "log-format", Usage: "console or json (default: console on a terminal, json otherwise)", EnvVars: []string{"COURIER_LOG_FORMAT"}},
+		},
+		Commands: []*ucli.Command{
+			initCommand(),
+			serviceRunCommand(),
+			sendCommand(),
+			statusCommand(),
+			retryCommand(),
+			versionCommand(),
+		},
+		// Errors are printed once, by exitCode, with the code it decides.
+		ExitErrHandler: func(*ucli.Context, error) {},
+		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
+			return withCode(ExitUsage, err)
+		},
+		HideHelpCommand: true,
+	}
+}
+
+// env is what every command gets: the root's layout, a logger that also
+// writes logs/<command>, and the streams.
+type env struct {
+	ctx    context.Context
+	layout config.Layout
+	log    zerolog.Logger
+	stdout io.Writer
+	stderr io.Writer
+	closer io.Closer
+}
+
+func (e *env) close() { _ = e.closer.Close() }
+
+// setup prepares a command. writeLog is false for commands that must not
+// touch the root (version) or that would overwrite a running service's log.
+func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {
+	root := c.String("root")
+	opts := logging.Options{
+		Level:   c.String("log-level"),
+		Format:  c.String("log-format"),
+		Command: command,
+		Stderr:  c.App.ErrWriter,
+	}
+	if writeLog {
+		opts.Root = root
+	}
+	log, closer, err := logging.New(opts)
+	if err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	return &env{
+		ctx: c.Context, layout: config.Layout{Root: root}, log: log,
+		stdout: c.App.Writer, stderr: c.App.ErrWriter, closer: closer,
+	}, nil
+}
+
+// loadConfig reads config.yaml under the root and logs its warnings.
+func (e *env) loadConfig() (*config.Config, error) {
+	cfg, err := config.Load(e.layout.Config())
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings() {
+		e.log.Warn().Msg(w)
+	}
+	return cfg, nil
+}
+
+func versionCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *ucli.Context) error {
+			_, err := fmt.Fprintf(c.App.Writer, "courier %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}

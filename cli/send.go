@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"courier/events"
+)
+
+// sendCommand keeps the flags of PagerDuty's agent's pd-send, so scripts
+// written for it work with courier.
+func sendCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "send",
+		Usage:     "hand an event to the running service-run (PagerDuty Events API v2, or v1)",
+		UsageText: "courier send -k ROUTING_KEY -t trigger -d SUMMARY -s SOURCE -e SEVERITY [-f key=value ...]",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "routing-key", Aliases: []string{"k"}, Usage: "integration (routing) key, 32 characters", Required: true},
+			&ucli.StringFlag{Name: "event-type", Aliases: []string{"t"}, Usage: "trigger, acknowledge or resolve", Required: true},
+			&ucli.StringFlag{Name: "summary", Aliases: []string{"d", "description"}, Usage: "summary of the event (trigger)"},
+			&ucli.StringFlag{Name: "source", Aliases: []string{"s"}, Usage: "where the event comes from (trigger; default: this host's name)"},
+			&ucli.StringFlag{Name: "severity", Aliases: []string{"e"}, Usage: "critical, error, warning or info (trigger)", Value: "error"},
+			&ucli.StringFlag{Name: "client", Aliases: []string{"c"}, Usage: "name of the monitoring client"},
+			&ucli.StringFlag{Name: "client-url", Aliases: []string{"u"}, Usage: "URL of the monitoring client"},
+			&ucli.StringFlag{Name: "dedup-key", Aliases: []string{"y", "i", "incident-key"}, Usage: "deduplication key (required for acknowledge and resolve)"},
+			&ucli.StringSliceFlag{Name: "field", Aliases: []string{"f"}, Usage: "custom detail key=value (repeat)"},
+			&ucli.StringFlag{Name: "api-version", Usage: "v2, or v1 for the older Events API", Value: "v2"},
+		},
+		Action: func(c *ucli.Context) error {
+			e, err := setup(c, "send", false)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			body, err := buildSend(c)
+			if err != nil {
+				return err
+			}
+			lc, err := newLocalClient(e)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Status   string `json:"status"`
+				Message  string `json:"message"`
+				DedupKey string `json:"dedup_key"`
+			}
+			if err := lc.do(e.ctx, "POST", "/v1/send", body, &out); err != nil {
+				return apiExit(err)
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s: %s (dedup_key %s)\n", out.Status, out.Message, out.DedupKey)
+			return err
+		},
+	}
+}
+
+func buildSend(c *ucli.Context) (events.SendRequest, error) {
+	details := map[string]string{}
+	for _, f := range c.StringSlice("field") {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" {
+			return events.SendRequest{}, usageError("-f %q: want key=value", f)
+		}
+		details[k] = v
+	}
+	source := c.String("source")
+	if source == "" {
+		source = hostname()
+	}
+	var ev any
+	switch v := c.String("api-version"); v {
+	case events.APIv2:
+		e := events.Event{
+			RoutingKey: c.String("routing-key"), EventAction: c.String("event-type"), DedupKey: c.String("dedup-key"),
+			Client: c.String("client"), ClientURL: c.String("client-url"),
+		}
+		if e.EventAction == events.ActionTrigger {
+			e.Payload = &events.Payload{Summary: c.String("summary"), Source: source, Severity: c.String("severity")}
+			if len(details) > 0 {
+				e.Payload.CustomDetails = details
+			}
+		}
+		ev = e
+	case events.APIv1:
+		e := events.V1Event{
+			ServiceKey: c.String("routing-key"), EventType: c.String("event-type"), IncidentKey: c.String("dedup-key"),
+			Description: c.String("summary"), Client: c.String("client"), ClientURL: c.String("client-url"),
+		}
+		if len(details) > 0 {
+			e.Details = details
+		}
+		ev = e
+	default:
+		return events.SendRequest{}, usageError("--api-version %q: want v2 or v1", v)
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return events.SendRequest{}, err
+	}
+	return events.SendRequest{APIVersion: c.String("api-version"), Event: raw}, nil
+}

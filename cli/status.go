@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"courier/events"
+	"courier/queue"
+)
+
+func statusCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "status",
+		Usage: "show the queue of the running service-run: counts by routing key and state",
+		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the local API's JSON as it is"}},
+		Action: func(c *ucli.Context) error {
+			e, err := setup(c, "status", false)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			lc, err := newLocalClient(e)
+			if err != nil {
+				return err
+			}
+			var s queue.Status
+			if err := lc.do(e.ctx, "GET", "/v1/queue/status", nil, &s); err != nil {
+				return apiExit(err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ROUTING KEY\tPENDING\tDELIVERING\tFAILED\tDELIVERED (1H)\tOLDEST PENDING\tLAST ERROR")
+			for _, k := range s.Keys {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", keyLabel(k.Key), k.Pending, k.Delivering, k.Failed,
+					k.DeliveredHour, age(k.OldestPendingS), k.LastError)
+			}
+			fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%s\t\n", s.Pending, s.Delivering, s.Failed, s.DeliveredHour, age(s.OldestPendingS))
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "\npending %s, failed %s, on disk %s\n", size(s.PendingBytes), size(s.FailedBytes), size(s.DiskBytes))
+			return err
+		},
+	}
+}
+
+func retryCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "retry",
+		Usage: "move failed (dead-lettered) items back to pending, for one routing key or all",
+		Flags: []ucli.Flag{&ucli.StringFlag{Name: "routing-key", Aliases: []string{"k"}, Usage: "only this key (a PagerDuty routing key, or a queue key such as export/int_1)"}},
+		Action: func(c *ucli.Context) error {
+			e, err := setup(c, "retry", false)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			lc, err := newLocalClient(e)
+			if err != nil {
+				return err
+			}
+			var out events.RetryResponse
+			if err := lc.do(e.ctx, "POST", "/v1/queue/retry", events.RetryRequest{RoutingKey: c.String("routing-key")}, &out); err != nil {
+				return apiExit(err)
+			}
+			_, err = fmt.Fprintf(e.stdout, "moved %d failed item(s) back to pending\n", out.Retried)
+			return err
+		},
+	}
+}
+
+func age(s float64) string {
+	if s <= 0 {
+		return "-"
+	}
+	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+}
+
+func size(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}

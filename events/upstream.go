@@ -1,0 +1,253 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"courier/queue"
+)
+
+// PagerDuty's endpoints.
+const (
+	DefaultURL   = "https://events.pagerduty.com/v2/enqueue"
+	DefaultV1URL = "https://events.pagerduty.com/generic/2010-04-15/create_event.json"
+)
+
+// PagerDutyBatchItems is the MaxItems the route of an events key should use.
+// PagerDuty takes one event per request, so a larger batch only makes a
+// failure at item k resend items before k.
+const PagerDutyBatchItems = 1
+
+// maxRetryAfter caps an upstream's Retry-After, so that a misbehaving proxy
+// cannot park a routing key for days.
+const maxRetryAfter = time.Hour
+
+// maxAnswerBytes bounds how much of an answer is read for its error message.
+const maxAnswerBytes = 64 << 10
+
+// PagerDutyOptions configures NewPagerDutySink.
+type PagerDutyOptions struct {
+	// URL receives v2 events; empty means DefaultURL.
+	URL string
+	// V1URL receives v1 events. Empty means DefaultV1URL when URL is
+	// PagerDuty's, otherwise URL's host with the v1 path (URL's "/v2/enqueue"
+	// replaced), so that redirecting URL to a proxy or a test server also
+	// redirects v1 events rather than leaking them to PagerDuty.
+	V1URL string
+	// Client sends the requests; nil means a client with a 30 s timeout
+	// that does not follow redirects.
+	Client *http.Client
+	// UserAgent is sent with every request; empty means "courier".
+	UserAgent string
+	Logger    zerolog.Logger
+}
+
+// NewPagerDutySink returns the Sink of events keys: it POSTs each stored event
+// to PagerDuty exactly as it was accepted, one event per request, in order.
+//
+// The queue delivers a batch as a unit. When the event at index k fails, the
+// error is returned; the events before k were accepted by PagerDuty and are
+// sent again with the rest of the batch. That is at-least-once delivery,
+// which PagerDuty absorbs: it deduplicates by dedup_key, and every stored
+// trigger carries one (generated at accept time when the client sent none).
+//
+// How PagerDuty's answers are classified:
+//   - 2xx: delivered.
+//   - 400, 422: the event is invalid; queue.Permanent, with PagerDuty's errors.
+//   - 413: the event alone is too large; halving cannot help a batch of one,
+//     so this is queue.Permanent too (and deliberately not queue.ErrTooLarge).
+//   - 429, 5xx and any other status: retried; a *queue.RetryAfterError when
+//     the answer has Retry-After (seconds or an HTTP date, capped at an hour).
+//     Other 4xx (401, 403, 404, ...) come from a wrong URL or a proxy, which
+//     an operator fixes; retrying keeps the events rather than dead-lettering
+//     them.
+//   - network errors and timeouts: retried.
+//   - a stored event that does not decode: queue.Permanent.
+func NewPagerDutySink(opts PagerDutyOptions) queue.Sink {
+	s := &pagerDutySink{
+		url:    opts.URL,
+		v1URL:  opts.V1URL,
+		client: opts.Client,
+		ua:     opts.UserAgent,
+		log:    opts.Logger.With().Str("component", "pagerduty").Logger(),
+		now:    time.Now,
+	}
+	if s.url == "" {
+		s.url = DefaultURL
+	}
+	if s.v1URL == "" {
+		s.v1URL = v1URLFor(s.url)
+	}
+	if s.client == nil {
+		s.client = &http.Client{
+			Timeout: 30 * time.Second,
+			// On 301/302/303 net/http would re-send the POST as a GET
+			// without the event; the 3xx is reported instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if s.ua == "" {
+		s.ua = "courier"
+	}
+	return s
+}
+
+// v1URLFor derives the v1 endpoint that goes with a v2 URL.
+func v1URLFor(v2 string) string {
+	if v2 == DefaultURL {
+		return DefaultV1URL
+	}
+	u, err := url.Parse(v2)
+	if err != nil {
+		return DefaultV1URL
+	}
+	const v1Path = "/generic/2010-04-15/create_event.json"
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v2/enqueue") + v1Path
+	u.RawPath = ""
+	u.RawQuery = ""
+	return u.String()
+}
+
+type pagerDutySink struct {
+	url, v1URL string
+	client     *http.Client
+	ua         string
+	log        zerolog.Logger
+	now        func() time.Time
+}
+
+func (s *pagerDutySink) Deliver(ctx context.Context, key string, batch []queue.Message) error {
+	routingKey := strings.TrimPrefix(key, queueKeyPrefix)
+	log := s.log.With().Str("routing_key", RedactKey(routingKey)).Logger()
+	for i, m := range batch {
+		if err := s.deliverOne(ctx, routingKey, m); err != nil {
+			if i > 0 {
+				log.Debug().Int("sent", i).Int("batch", len(batch)).Msg("batch stopped part way; the events already sent will be sent again")
+			}
+			return err
+		}
+		log.Debug().Uint64("seq", m.Seq).Msg("event delivered to PagerDuty")
+	}
+	return nil
+}
+
+func (s *pagerDutySink) deliverOne(ctx context.Context, routingKey string, m queue.Message) error {
+	stored, err := DecodeStored(m.Payload)
+	if err != nil {
+		return queue.Permanent(fmt.Errorf("corrupt stored event (seq %d): %w", m.Seq, err))
+	}
+	target := s.url
+	if stored.API == APIv1 {
+		target = s.v1URL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(stored.Event))
+	if err != nil {
+		// A bad URL is a configuration error that a restart with a fixed
+		// config cures, so the event is kept.
+		return fmt.Errorf("build PagerDuty request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", s.ua)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("send event to PagerDuty: %w", err)
+	}
+	defer func() {
+		// Drain a little so that the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	// PagerDuty may echo the integration key in its errors; error reasons are
+	// logged and shown in `courier status`, so the key is redacted there.
+	msg := strings.ReplaceAll(answerMessage(answer), routingKey, RedactKey(routingKey))
+	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		msg = "redirected to " + loc + "; set the events URL to where it points"
+	}
+	err = fmt.Errorf("PagerDuty answered %s: %s", resp.Status, msg)
+	switch resp.StatusCode {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+		s.log.Warn().Str("routing_key", RedactKey(routingKey)).Uint64("seq", m.Seq).Err(err).Msg("PagerDuty refused the event; it is kept as failed")
+		return queue.Permanent(err)
+	}
+	if after, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+		return &queue.RetryAfterError{After: after, Err: err}
+	}
+	return err
+}
+
+// answerMessage renders PagerDuty's error body (status, message, errors),
+// or the start of whatever else came back.
+func answerMessage(b []byte) string {
+	var pd struct {
+		Status  string   `json:"status"`
+		Message string   `json:"message"`
+		Errors  []string `json:"errors"`
+	}
+	if json.Unmarshal(b, &pd) == nil && (pd.Message != "" || len(pd.Errors) > 0) {
+		msg := pd.Message
+		if msg == "" {
+			msg = pd.Status
+		}
+		if len(pd.Errors) > 0 {
+			msg += ": " + strings.Join(pd.Errors, "; ")
+		}
+		return msg
+	}
+	text := strings.TrimSpace(string(b))
+	if text == "" {
+		return "(empty body)"
+	}
+	const maxText = 512
+	if len(text) > maxText {
+		text = strings.ToValidUTF8(text[:maxText], "") + "…"
+	}
+	return text
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(h string, now time.Time) (time.Duration, bool) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		d = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = max(t.Sub(now), 0)
+	} else {
+		return 0, false
+	}
+	return min(d, maxRetryAfter), true
+}
+
+// RedactKey shortens an integration key for logs: its first 4 characters and
+// an ellipsis. Anyone holding the full key can post events to the service.
+func RedactKey(key string) string {
+	if key == "" {
+		return ""
+	}
+	r := []rune(key)
+	if len(r) <= 4 {
+		return "…"
+	}
+	return string(r[:4]) + "…"
+}

@@ -1,0 +1,174 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+)
+
+// store wraps the Pebble database. Reads happen from any goroutine; every
+// write is built by the queue actor alone.
+type store struct {
+	db *pebble.DB
+}
+
+func openStore(dir string, fs vfs.FS, log zerolog.Logger) (*store, error) {
+	opts := &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{log: log.With().Str("component", "pebble").Logger()},
+	}
+	if fs != nil {
+		opts.FS = fs
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open queue store %s: %w", dir, err)
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+// loadMeta reads every routing key's metadata: O(keys), not O(records).
+func (s *store) loadMeta() (map[string]keyMeta, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := make(map[string]keyMeta)
+	for it.First(); it.Valid(); it.Next() {
+		key := string(it.Key()[1:])
+		m, err := decodeMeta(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("routing key %q: %w", key, err)
+		}
+		out[key] = m
+	}
+	return out, it.Error()
+}
+
+// rawRecord is a record as stored, decoded or not: a record that fails to
+// decode still has to be settled (moved to failed) by its seq.
+type rawRecord struct {
+	msg Message
+	raw []byte
+	err error // why the record did not decode
+}
+
+// read returns records of key in [from, to), at most maxItems and, past the
+// first record, at most maxBytes. to must be the durable tail: Pebble shows a
+// batch to readers before its fsync returns.
+func (s *store) read(key string, from, to uint64, maxItems, maxBytes int) ([]rawRecord, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: seqKey(prefixData, key, from),
+		UpperBound: seqKey(prefixData, key, to),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []rawRecord
+	size := 0
+	for it.First(); it.Valid() && len(out) < maxItems; it.Next() {
+		v := it.Value()
+		if len(out) > 0 && size+len(v) > maxBytes {
+			break
+		}
+		size += len(v)
+		raw := append([]byte(nil), v...)
+		r := rawRecord{raw: raw, msg: Message{Key: key, Seq: seqOf(it.Key())}}
+		r.msg.EnqueuedAt, r.msg.Payload, r.err = decodeRecord(raw)
+		out = append(out, r)
+	}
+	return out, it.Error()
+}
+
+// enqueuedAt returns when the record at seq was enqueued.
+func (s *store) enqueuedAt(key string, seq uint64) (time.Time, error) {
+	v, closer, err := s.db.Get(seqKey(prefixData, key, seq))
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer closer.Close()
+	at, _, err := decodeRecord(v)
+	return at, err
+}
+
+// rangeBytes sums the stored size of key's records in [from, to).
+func (s *store) rangeBytes(key string, from, to uint64) (int64, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: seqKey(prefixData, key, from),
+		UpperBound: seqKey(prefixData, key, to),
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var n int64
+	for it.First(); it.Valid(); it.Next() {
+		n += int64(len(it.Value()))
+	}
+	return n, it.Error()
+}
+
+// failedRecords calls fn for each dead letter of key, oldest first.
+func (s *store) failedRecords(key string, fn func(seq uint64, v []byte) error) error {
+	lo, hi := keySpan(prefixFailed, key)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(seqOf(it.Key()), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func (s *store) get(ns, name string) ([]byte, error) {
+	v, closer, err := s.db.Get(kvKey(ns, name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), nil
+}
+
+func (s *store) scanKV(ns string, fn func(name string, v []byte) error) error {
+	lo := kvKey(ns, "")
+	hi := append(append([]byte{prefixKV}, ns...), 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(string(it.Key()[len(lo):]), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func (s *store) diskBytes() int64 { return int64(s.db.Metrics().DiskSpaceUsage()) }
+
+// pebbleLogger routes Pebble's own logging into zerolog so nothing of it
+// reaches stdout.
+type pebbleLogger struct{ log zerolog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.log.Debug().Msgf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.log.Error().Msgf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.WithLevel(zerolog.FatalLevel).Msgf(format, args...)
+	panic(fmt.Sprintf(format, args...))
+}
