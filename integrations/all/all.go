@@ -1,0 +1,7 @@
+// Package all links every integration into the binary: importing it runs
+// each one's init(), which registers it.
+package all
+
+import (
+	_ "courier/integrations/synthetic" // synthetic
+)
