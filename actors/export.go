@@ -58,6 +58,8 @@ type IntegrationResult struct {
 	Restarts     int                    `json:"restarts"`
 	Incremental  bool                   `json:"incremental"`
 	EntityErrors []sessions.EntityError `json:"entity_errors"`
+	// Stack is the last panic's stack, for a person reading the summary.
+	Stack string `json:"-"`
 }
 
 // ExportResult is the output of an export.
@@ -284,6 +286,9 @@ type intState struct {
 	restarts int
 	attempt  atomic.Int32 // restarts, as the integration actor reads it
 	lastErr  string
+	stack    string
+	log      zerolog.Logger
+	logf     io.Closer
 	bo       *backoff.ExponentialBackOff
 	result   *IntegrationResult
 }
@@ -340,6 +345,12 @@ func (a *jobActor) startMore(ctx actor.Context) {
 		bo.MaxElapsedTime = 0
 		bo.Reset()
 		st := &intState{spec: spec, start: time.Now(), bo: bo}
+		// One log per integration and export, across restarts: the panic
+		// that caused a restart must stay in logs/integrations/<id>.
+		st.log = a.opts.Log.With().Str("integration", spec.ID).Logger()
+		if a.opts.IntegrationLogger != nil {
+			st.log, st.logf = a.opts.IntegrationLogger(spec.ID)
+		}
 		ia := func() actor.Actor { return &integrationActor{spec: spec, job: a.job, opts: a.opts, st: st} }
 		pid, err := ctx.SpawnNamed(actor.PropsFromProducer(ia), "integration/"+spec.ID)
 		if err != nil {
@@ -383,6 +394,7 @@ func (a *jobActor) record(ctx actor.Context, st *intState, r *IntegrationResult,
 	r.ID, r.Type = st.spec.ID, st.spec.Type
 	r.DurationMS = time.Since(st.start).Milliseconds()
 	r.Restarts = st.restarts
+	r.Stack = st.stack
 	r.Incremental = stats.Incremental
 	r.EntityErrors = stats.EntityErrors
 	if r.EntityErrors == nil {
@@ -397,6 +409,9 @@ func (a *jobActor) record(ctx actor.Context, st *intState, r *IntegrationResult,
 		r.Records = map[string]int64{}
 	}
 	st.result = r
+	if st.logf != nil {
+		_ = st.logf.Close()
+	}
 	a.job.finish(st.spec.ID, r.Status)
 	a.results = append(a.results, *r)
 	a.running--
@@ -437,7 +452,7 @@ func (s *jobStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, 
 		return
 	}
 	if p, ok := reason.(*integrations.PanicError); ok {
-		st.lastErr = fmt.Sprint(p.Value)
+		st.lastErr, st.stack = fmt.Sprint(p.Value), string(p.Stack)
 	} else {
 		st.lastErr = fmt.Sprint(reason)
 	}
@@ -467,7 +482,6 @@ type integrationActor struct {
 	done   chan struct{}
 	run    *sessions.Run
 	ctx    context.Context
-	logf   io.Closer
 }
 
 func (a *integrationActor) Receive(ctx actor.Context) {
@@ -491,10 +505,7 @@ func (a *integrationActor) Receive(ctx actor.Context) {
 }
 
 func (a *integrationActor) start(ctx actor.Context) {
-	log := a.opts.Log.With().Str("integration", a.spec.ID).Logger()
-	if a.opts.IntegrationLogger != nil {
-		log, a.logf = a.opts.IntegrationLogger(a.spec.ID)
-	}
+	log := a.st.log
 	self := ctx.Self()
 	sys := ctx.ActorSystem()
 	a.run = a.job.newRun(a.spec, a.opts.Store)
@@ -559,10 +570,6 @@ func (a *integrationActor) stop() {
 	case <-a.done:
 	case <-time.After(10 * time.Second):
 		a.opts.Log.Error().Str("integration", a.spec.ID).Msg("integration did not stop within 10s of being cancelled; abandoning it")
-	}
-	if a.logf != nil {
-		_ = a.logf.Close()
-		a.logf = nil
 	}
 	a.cancel = nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/rs/zerolog"
 	ucli "github.com/urfave/cli/v2"
@@ -40,6 +41,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 		Commands: []*ucli.Command{
 			initCommand(),
 			serviceRunCommand(),
+			exportCommand(),
+			validateCommand(),
+			onboardCommand(),
 			sendCommand(),
 			statusCommand(),
 			retryCommand(),
@@ -60,8 +64,13 @@ type env struct {
 	ctx    context.Context
 	layout config.Layout
 	log    zerolog.Logger
+	tee    logging.Tee
 	stdout io.Writer
 	stderr io.Writer
+	// logs is what the console logger writes to: stderr, or, while
+	// progress bars are drawn, the bars' container, which prints lines
+	// above them.
+	logs   *switchWriter
 	closer io.Closer
 }
 
@@ -71,23 +80,75 @@ func (e *env) close() { _ = e.closer.Close() }
 // touch the root (version) or that would overwrite a running service's log.
 func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {
 	root := c.String("root")
+	sw := &switchWriter{w: c.App.ErrWriter}
 	opts := logging.Options{
 		Level:   c.String("log-level"),
 		Format:  c.String("log-format"),
 		Command: command,
-		Stderr:  c.App.ErrWriter,
+		Stderr:  sw,
 	}
 	if writeLog {
 		opts.Root = root
 	}
-	log, closer, err := logging.New(opts)
+	log, tee, closer, err := logging.NewTee(opts)
 	if err != nil {
 		return nil, withCode(ExitUsage, err)
 	}
 	return &env{
-		ctx: c.Context, layout: config.Layout{Root: root}, log: log,
-		stdout: c.App.Writer, stderr: c.App.ErrWriter, closer: closer,
+		ctx: c.Context, layout: config.Layout{Root: root}, log: log, tee: tee,
+		stdout: c.App.Writer, stderr: c.App.ErrWriter, logs: sw, closer: closer,
 	}, nil
+}
+
+// integrationLogger is the logger of one integration: the command's
+// outputs plus logs/integrations/<id>.
+func (e *env) integrationLogger(id string) (zerolog.Logger, io.Closer) {
+	l, c, err := e.tee.Open(e.layout.IntegrationLog(id))
+	l = l.With().Str(logging.FieldIntegration, id).Logger()
+	if err != nil {
+		l.Warn().Err(err).Msg("cannot open the integration's log file; logging to the command's log only")
+	}
+	return l, c
+}
+
+// switchWriter forwards to w, which can be swapped while in use. It
+// reports the file descriptor of the stream it started with, so that
+// terminal detection still sees the real stderr.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+	fd *os.File
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *switchWriter) set(w io.Writer) (old io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd == nil {
+		s.fd, _ = s.w.(*os.File)
+	}
+	old, s.w = s.w, w
+	return old
+}
+
+// Fd lets isatty look through the switch; it panics never: without a
+// file it answers an invalid descriptor, which is not a terminal.
+func (s *switchWriter) Fd() uintptr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.fd
+	if f == nil {
+		f, _ = s.w.(*os.File)
+	}
+	if f == nil {
+		return ^uintptr(0)
+	}
+	return f.Fd()
 }
 
 // loadConfig reads config.yaml under the root and logs its warnings.

@@ -110,9 +110,23 @@ func parseFormat(s string, stderr io.Writer) (string, error) {
 // Invalid options are errors that name the flag (--log-level, --log-format)
 // and its allowed values, so the CLI can print them as they are.
 func New(opts Options) (zerolog.Logger, io.Closer, error) {
+	l, _, c, err := NewTee(opts)
+	return l, c, err
+}
+
+// Tee makes loggers that write where a command's logger writes and to one
+// more file: an integration's lines go to the command's outputs and to
+// logs/integrations/<id>.
+type Tee struct {
+	out   zerolog.LevelWriter
+	level zerolog.Level
+}
+
+// NewTee is New that also returns a Tee of the logger's outputs.
+func NewTee(opts Options) (zerolog.Logger, Tee, io.Closer, error) {
 	level, err := parseLevel(opts.Level)
 	if err != nil {
-		return zerolog.Nop(), nil, err
+		return zerolog.Nop(), Tee{}, nil, err
 	}
 	stderr := opts.Stderr
 	if stderr == nil {
@@ -120,7 +134,7 @@ func New(opts Options) (zerolog.Logger, io.Closer, error) {
 	}
 	format, err := parseFormat(opts.Format, stderr)
 	if err != nil {
-		return zerolog.Nop(), nil, err
+		return zerolog.Nop(), Tee{}, nil, err
 	}
 
 	var out io.Writer = stderr
@@ -130,18 +144,32 @@ func New(opts Options) (zerolog.Logger, io.Closer, error) {
 	var closer io.Closer = nopCloser{}
 	if opts.Root != "" {
 		if opts.Command == "" {
-			return zerolog.Nop(), nil, errors.New("logging: Options.Command is required with Root: it names the log file")
+			return zerolog.Nop(), Tee{}, nil, errors.New("logging: Options.Command is required with Root: it names the log file")
 		}
 		f, err := OpenFile(config.Layout{Root: opts.Root}.Log(opts.Command))
 		if err != nil {
-			return zerolog.Nop(), nil, err
+			return zerolog.Nop(), Tee{}, nil, err
 		}
 		// The file always gets JSON: it is read by programs (log shipping,
 		// support tooling), not by a terminal.
 		out = zerolog.MultiLevelWriter(out, f)
 		closer = f
 	}
-	return zerolog.New(out).Level(level).Hook(timestampHook{}), closer, nil
+	lw := zerolog.MultiLevelWriter(out)
+	return zerolog.New(lw).Level(level).Hook(timestampHook{}), Tee{out: lw, level: level}, closer, nil
+}
+
+// Open returns a logger writing to the Tee's outputs and to the file at
+// path (truncated: last run only). On error it returns the plain logger.
+func (t Tee) Open(path string) (zerolog.Logger, io.Closer, error) {
+	if t.out == nil {
+		return zerolog.Nop(), nopCloser{}, errors.New("logging: empty Tee")
+	}
+	f, err := OpenFile(path)
+	if err != nil {
+		return zerolog.New(t.out).Level(t.level).Hook(timestampHook{}), nopCloser{}, err
+	}
+	return zerolog.New(zerolog.MultiLevelWriter(t.out, f)).Level(t.level).Hook(timestampHook{}), f, nil
 }
 
 // timestampHook stamps each line with TimeFormat in UTC. It replaces

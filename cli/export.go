@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"courier/actors"
+	"courier/config"
+	"courier/integrations"
+	_ "courier/integrations/all" // every integration registers itself
+	"courier/queue"
+	"courier/sessions"
+)
+
+func integrationFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "integration", Aliases: []string{"i"}, Usage: "integration type: " + strings.Join(integrations.Types(), ", ")},
+		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "the integration's config as a YAML or JSON `FILE`"},
+		&ucli.StringFlag{Name: "id", Usage: "the integration's id (default: its type); records and tokens are kept under it"},
+	}
+}
+
+func exportCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "export",
+		Usage: "run an export by hand; without an enrolled backend, records go to NDJSON files under exports/",
+		UsageText: "courier export --integration git --config repos.yaml\n" +
+			"   courier export --params export-params.json",
+		Flags: append(integrationFlags(),
+			&ucli.StringFlag{Name: "params", Usage: "the params of an export command (JSON or YAML `FILE`) instead of --integration/--config"},
+			&ucli.BoolFlag{Name: "reprocess-historical", Usage: "ignore stored tokens: export everything again"},
+			&ucli.StringFlag{Name: "output", Usage: "folder for the NDJSON files (default: <root>/exports)"},
+		),
+		Action: func(c *ucli.Context) error {
+			e, err := setup(c, "export", true)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			spec, err := exportSpec(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := optionalConfig(e)
+			if err != nil {
+				return err
+			}
+			return runManualExport(c.Context, e, cfg, spec, c.String("output"))
+		},
+	}
+}
+
+// optionalConfig loads config.yaml when there is one: a manual export
+// needs no init, the defaults do.
+func optionalConfig(e *env) (*config.Config, error) {
+	cfg, err := e.loadConfig()
+	if errors.Is(err, config.ErrNotFound) {
+		return config.Default(), nil
+	}
+	return cfg, err
+}
+
+// exportParams is the params of an export command (PROTOCOL.md §1).
+type exportParams struct {
+	Integrations        []integrationParam `json:"integrations" yaml:"integrations"`
+	ReprocessHistorical bool               `json:"reprocess_historical" yaml:"reprocess_historical"`
+}
+
+type integrationParam struct {
+	ID     string `json:"id" yaml:"id"`
+	Type   string `json:"type" yaml:"type"`
+	Name   string `json:"name" yaml:"name"`
+	Config any    `json:"config" yaml:"config"`
+}
+
+func exportSpec(c *ucli.Context) (actors.ExportSpec, error) {
+	spec := actors.ExportSpec{ID: fmt.Sprintf("manual-%d", time.Now().UnixNano()), Reprocess: c.Bool("reprocess-historical")}
+	if path := c.String("params"); path != "" {
+		if c.String("integration") != "" || c.String("config") != "" {
+			return spec, usageError("give either --params or --integration/--config, not both")
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return spec, withCode(ExitUsage, fmt.Errorf("--params: %w", err))
+		}
+		var p exportParams
+		if err := decodeStrict(raw, &p); err != nil {
+			return spec, withCode(ExitUsage, fmt.Errorf("--params %s: %w", path, err))
+		}
+		if len(p.Integrations) == 0 {
+			return spec, usageError("--params %s: no integrations", path)
+		}
+		spec.Reprocess = spec.Reprocess || p.ReprocessHistorical
+		for i, ip := range p.Integrations {
+			raw, err := json.Marshal(ip.Config)
+			if err != nil {
+				return spec, withCode(ExitUsage, fmt.Errorf("--params %s: integrations[%d].config: %w", path, i, err))
+			}
+			if ip.Config == nil {
+				raw = nil
+			}
+			is, err := integrationSpec(ip.Type, ip.ID, raw)
+			if err != nil {
+				return spec, withCode(ExitUsage, fmt.Errorf("--params %s: integrations[%d]: %w", path, i, err))
+			}
+			spec.Integrations = append(spec.Integrations, is)
+		}
+		return spec, nil
+	}
+	is, err := integrationFromFlags(c)
+	if err != nil {
+		return spec, err
+	}
+	spec.Integrations = []actors.IntegrationSpec{is}
+	return spec, nil
+}
+
+func integrationFromFlags(c *ucli.Context) (actors.IntegrationSpec, error) {
+	typ := c.String("integration")
+	if typ == "" {
+		return actors.IntegrationSpec{}, usageError("--integration is required (one of %s)", strings.Join(integrations.Types(), ", "))
+	}
+	var raw []byte
+	if path := c.String("config"); path != "" {
+		var err error
+		if raw, err = os.ReadFile(path); err != nil {
+			return actors.IntegrationSpec{}, withCode(ExitUsage, fmt.Errorf("--config: %w", err))
+		}
+	}
+	is, err := integrationSpec(typ, c.String("id"), raw)
+	if err != nil {
+		if p := c.String("config"); p != "" {
+			err = fmt.Errorf("--config %s: %w", p, err)
+		}
+		return is, withCode(ExitUsage, err)
+	}
+	return is, nil
+}
+
+func integrationSpec(typ, id string, raw []byte) (actors.IntegrationSpec, error) {
+	if id == "" {
+		id = typ
+	}
+	if id != config.SafeName(id) {
+		return actors.IntegrationSpec{}, fmt.Errorf("integration id %q: use letters, digits, '.', '_' and '-' only", id)
+	}
+	cfg, err := integrations.DecodeConfig(typ, raw)
+	if err != nil {
+		return actors.IntegrationSpec{}, err
+	}
+	return actors.IntegrationSpec{ID: id, Type: typ, Config: cfg}, nil
+}
+
+// decodeStrict reads JSON or YAML, refusing unknown keys.
+func decodeStrict(raw []byte, v any) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		return dec.Decode(v)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+func runManualExport(parent context.Context, e *env, cfg *config.Config, spec actors.ExportSpec, output string) error {
+	if output == "" {
+		output = e.layout.Exports()
+	}
+	keys := map[string]bool{}
+	for _, is := range spec.Integrations {
+		keys[sessions.QueueKey(is.ID)] = true
+	}
+	sink := queue.DirSink{Dir: output}
+	router := func(key string) queue.Route {
+		if strings.HasPrefix(key, "export/") {
+			return queue.Route{Sink: sink}
+		}
+		return queue.Route{}
+	}
+	c, err := openCore(e, cfg, router, nil)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	exp, err := c.exporter(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	job, err := exp.Start(context.Background(), spec)
+	if err != nil {
+		return err
+	}
+	ui := newProgressUI(e, job)
+	var res actors.ExportResult
+	select {
+	case <-job.Done():
+	case <-ctx.Done():
+		e.log.Warn().Msg("interrupted: cancelling the export; what was sent is kept, and the next export resumes from the last tokens")
+		job.Cancel()
+	case why := <-c.fatal:
+		job.Cancel()
+		ui.stop()
+		return errors.New(why)
+	}
+	res, _ = job.Wait(context.Background())
+	// Records are durable in the queue; wait for the local sink to have
+	// written them all, so the files are complete when the command returns.
+	err = c.drain(ctx, func(k string) bool { return keys[k] }, ui.draining)
+	ui.stop()
+	if err != nil {
+		return fmt.Errorf("writing records to %s: %w (they stay queued and are written by the next run)", output, err)
+	}
+	printSummary(e.stdout, res, output)
+	if res.Failed() {
+		return withCode(ExitFailure, errors.New("export failed (see above, and logs/export)"))
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, res actors.ExportResult, output string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTEGRATION\tSTATUS\tRECORDS\tDURATION\tRESTARTS\tINCREMENTAL")
+	for _, r := range res.Integrations {
+		models := make([]string, 0, len(r.Records))
+		var total int64
+		for m, n := range r.Records {
+			models = append(models, fmt.Sprintf("%s %d", m, n))
+			total += n
+		}
+		slices.Sort(models)
+		recs := fmt.Sprint(total)
+		if len(models) > 0 {
+			recs += " (" + strings.Join(models, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\n", r.ID, r.Status, recs,
+			(time.Duration(r.DurationMS) * time.Millisecond).Round(time.Millisecond), r.Restarts, r.Incremental)
+	}
+	_ = tw.Flush()
+	for _, r := range res.Integrations {
+		if r.Error != "" {
+			fmt.Fprintf(w, "\n%s: %s\n", r.ID, r.Error)
+		}
+		if r.Stack != "" {
+			fmt.Fprintf(w, "%s\n", r.Stack)
+		}
+		for _, ee := range r.EntityErrors {
+			fmt.Fprintf(w, "%s: %s: %s\n", r.ID, strings.Join(ee.Path, " / "), ee.Error)
+		}
+	}
+	fmt.Fprintf(w, "\nrecords written under %s\n", output)
+}

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"courier/config"
+	"courier/integrations"
+)
+
+func validateCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "validate-config",
+		Usage: "check that an integration's config is valid and that what it names can be reached",
+		Flags: integrationFlags(),
+		Action: func(c *ucli.Context) error {
+			e, err := setup(c, "validate-config", true)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			inst, closer, err := newIntegration(c, e)
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			var v integrations.Validation
+			err = integrations.Safe(func() error { v = inst.Validate(c.Context); return nil })
+			if err != nil {
+				return fmt.Errorf("validation crashed: %w", err)
+			}
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+			if !v.Valid {
+				return withCode(ExitFailure, fmt.Errorf("config is not valid: %d problem(s)", len(v.Errors)))
+			}
+			return nil
+		},
+	}
+}
+
+func onboardCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "export-onboard-data",
+		Usage: "list an integration's users, repos or projects into a file (NDJSON)",
+		Flags: append(integrationFlags(),
+			&ucli.StringFlag{Name: "object-type", Usage: "users, repos or projects", Required: true},
+			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the NDJSON `FILE` to write (- for stdout)", Required: true},
+		),
+		Action: func(c *ucli.Context) error {
+			e, err := setup(c, "export-onboard-data", true)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			typ := c.String("object-type")
+			switch typ {
+			case integrations.ObjectUsers, integrations.ObjectRepos, integrations.ObjectProjects:
+			default:
+				return usageError("--object-type %q: want users, repos or projects", typ)
+			}
+			inst, closer, err := newIntegration(c, e)
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			n, err := writeObjects(c.Context, inst, typ, c.String("output"), e)
+			if errors.Is(err, integrations.ErrUnsupportedObject) {
+				return withCode(ExitUsage, err)
+			}
+			if err != nil {
+				return err
+			}
+			if c.String("output") != "-" {
+				_, err = fmt.Fprintf(e.stdout, "wrote %d %s to %s\n", n, typ, c.String("output"))
+			}
+			return err
+		},
+	}
+}
+
+// writeObjects writes one JSON object per line to a temporary file and
+// renames it into place, so a failed listing never leaves half a file.
+func writeObjects(ctx context.Context, inst integrations.Integration, typ, path string, e *env) (int, error) {
+	var f *os.File
+	if path == "-" {
+		f = os.Stdout
+	} else {
+		var err error
+		if f, err = os.CreateTemp(filepath.Dir(path), ".onboard-*"); err != nil {
+			return 0, err
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+	}
+	w := bufio.NewWriter(f)
+	if path == "-" {
+		w = bufio.NewWriter(e.stdout)
+	}
+	enc := json.NewEncoder(w)
+	n := 0
+	err := integrations.Safe(func() error {
+		return inst.Onboard(ctx, typ, func(o integrations.Object) error {
+			n++
+			return enc.Encode(o)
+		})
+	})
+	if err != nil {
+		return n, err
+	}
+	if err := w.Flush(); err != nil || path == "-" {
+		return n, err
+	}
+	if err := f.Close(); err != nil {
+		return n, err
+	}
+	return n, os.Rename(f.Name(), path)
+}
+
+// newIntegration builds an instance from --integration/--config for the
+// commands that run it directly, without the export runtime.
+// The closer ends its log file.
+func newIntegration(c *ucli.Context, e *env) (integrations.Integration, io.Closer, error) {
+	is, err := integrationFromFlags(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := integrations.Lookup(is.Type)
+	if err != nil {
+		return nil, nil, withCode(ExitUsage, err)
+	}
+	if err := e.layout.EnsureDirs(); err != nil {
+		return nil, nil, err
+	}
+	log, closer := e.integrationLogger(is.ID)
+	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: filepath.Join(e.layout.Cache(), config.SafeName(is.ID))}, is.Config)
+	if err != nil {
+		_ = closer.Close()
+		return nil, nil, err
+	}
+	return inst, closer, nil
+}
