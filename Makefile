@@ -7,13 +7,19 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X courier/cli.Version=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-short lint tools bench clean
+.PHONY: help build demo test test-short lint tools bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/courier
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+demo: build ## export this repository's own git history into .courier-demo/exports, with live progress
+	@mkdir -p .courier-demo
+	@printf 'repos:\n  - %s\n' "$(CURDIR)" > .courier-demo/git.yaml
+	./$(BIN) --root $(CURDIR)/.courier-demo export --integration git --config .courier-demo/git.yaml
+	@echo "NDJSON files: $(CURDIR)/.courier-demo/exports/git/ (run it again: only new commits are exported)"
 
 test: build ## all tests with -race, fuzz seed corpora and end-to-end tests of the built binary
 	COURIER_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
