@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"courier/integrations"
+	"courier/logging"
 	"courier/sessions"
 )
 
@@ -41,8 +42,11 @@ type IntegrationSpec struct {
 
 // ExportSpec is one export: a backend command's params or a manual run.
 type ExportSpec struct {
-	// ID names the job (the command id); unique among running jobs.
-	ID           string
+	// ID names the job; unique among running jobs.
+	ID string
+	// CommandID is the backend command, when there is one: records carry
+	// it (X-Command-Id) and so do log lines (shipped to /logs).
+	CommandID    string
 	Integrations []IntegrationSpec
 	Reprocess    bool
 }
@@ -256,7 +260,7 @@ func (rs *runState) records() map[string]int64 {
 }
 
 func (j *Job) newRun(spec IntegrationSpec, store sessions.Store) *sessions.Run {
-	run := sessions.NewRun(sessions.RunOptions{IntegrationID: spec.ID, Store: store, Reprocess: j.spec.Reprocess})
+	run := sessions.NewRun(sessions.RunOptions{IntegrationID: spec.ID, CommandID: j.spec.CommandID, Store: store, Reprocess: j.spec.Reprocess})
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	rs := j.runs[spec.ID]
@@ -351,6 +355,9 @@ func (a *jobActor) startMore(ctx actor.Context) {
 		if a.opts.IntegrationLogger != nil {
 			st.log, st.logf = a.opts.IntegrationLogger(spec.ID)
 		}
+		if c := a.job.spec.CommandID; c != "" {
+			st.log = st.log.With().Str(logging.FieldCommand, c).Logger()
+		}
 		ia := func() actor.Actor { return &integrationActor{spec: spec, job: a.job, opts: a.opts, st: st} }
 		pid, err := ctx.SpawnNamed(actor.PropsFromProducer(ia), "integration/"+spec.ID)
 		if err != nil {
@@ -409,17 +416,17 @@ func (a *jobActor) record(ctx actor.Context, st *intState, r *IntegrationResult,
 		r.Records = map[string]int64{}
 	}
 	st.result = r
-	if st.logf != nil {
-		_ = st.logf.Close()
-	}
 	a.job.finish(st.spec.ID, r.Status)
 	a.results = append(a.results, *r)
 	a.running--
-	ev := a.opts.Log.Info()
+	ev := st.log.Info()
 	if r.Status != StatusSucceeded {
-		ev = a.opts.Log.Error().Str("error", r.Error)
+		ev = st.log.Error().Str("error", r.Error)
 	}
-	ev.Str("integration", r.ID).Str("status", r.Status).Int64("duration_ms", r.DurationMS).Int("restarts", r.Restarts).Msg("integration finished")
+	ev.Str("status", r.Status).Int64("duration_ms", r.DurationMS).Int("restarts", r.Restarts).Msg("integration finished")
+	if st.logf != nil {
+		_ = st.logf.Close()
+	}
 	a.startMore(ctx)
 }
 

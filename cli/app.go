@@ -26,7 +26,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
-	return &ucli.App{
+	app := &ucli.App{
 		Name:      "courier",
 		Usage:     "an on-premise agent that relays events and runs exports durably",
 		Version:   Version,
@@ -41,6 +41,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 		Commands: []*ucli.Command{
 			initCommand(),
 			serviceRunCommand(),
+			serviceCommand(),
+			enrollCommand(),
 			exportCommand(),
 			validateCommand(),
 			onboardCommand(),
@@ -48,14 +50,25 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			statusCommand(),
 			retryCommand(),
 			versionCommand(),
+			devBackendCommand(),
 		},
 		// Errors are printed once, by exitCode, with the code it decides.
-		ExitErrHandler: func(*ucli.Context, error) {},
-		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
-			return withCode(ExitUsage, err)
-		},
+		ExitErrHandler:  func(*ucli.Context, error) {},
+		OnUsageError:    usageExit,
 		HideHelpCommand: true,
 	}
+	// A bad flag of any command is a usage error (exit 2), like the app's.
+	var each func([]*ucli.Command)
+	each = func(cmds []*ucli.Command) {
+		for _, c := range cmds {
+			if c.OnUsageError == nil {
+				c.OnUsageError = usageExit
+			}
+			each(c.Subcommands)
+		}
+	}
+	each(app.Commands)
+	return app
 }
 
 // env is what every command gets: the root's layout, a logger that also
@@ -79,6 +92,11 @@ func (e *env) close() { _ = e.closer.Close() }
 // setup prepares a command. writeLog is false for commands that must not
 // touch the root (version) or that would overwrite a running service's log.
 func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {
+	return setupWith(c, command, writeLog, nil)
+}
+
+// setupWith is setup with one more JSON output for the logs.
+func setupWith(c *ucli.Context, command string, writeLog bool, extra io.Writer) (*env, error) {
 	root := c.String("root")
 	sw := &switchWriter{w: c.App.ErrWriter}
 	opts := logging.Options{
@@ -86,6 +104,7 @@ func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {
 		Format:  c.String("log-format"),
 		Command: command,
 		Stderr:  sw,
+		Extra:   extra,
 	}
 	if writeLog {
 		opts.Root = root

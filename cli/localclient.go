@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"syscall"
 	"time"
@@ -27,13 +28,26 @@ func newLocalClient(e *env) (*localClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &localClient{base: "http://" + ri.Listen, layout: e.layout, http: &http.Client{Timeout: 30 * time.Second}}
+	c := &localClient{base: "http://" + dialAddr(ri.Listen), layout: e.layout, http: &http.Client{Timeout: 30 * time.Second}}
 	// The token is needed only off loopback, but sending it always is
 	// harmless and keeps one code path.
 	if cfg, err := config.Load(e.layout.Config()); err == nil {
 		c.token = cfg.LocalToken.Reveal()
 	}
 	return c, nil
+}
+
+// dialAddr turns the address service-run listens on into one to dial: a
+// wildcard (0.0.0.0, ::) is reached through loopback.
+func dialAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // Go's wildcard listener is dual-stack
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // apiError is a non-2xx answer of the local API.

@@ -4,24 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	ucli "github.com/urfave/cli/v2"
 
 	"courier/actors"
+	"courier/backend"
 	"courier/config"
 	"courier/events"
 	"courier/queue"
+	"courier/service"
 )
 
 // shutdownTimeout bounds a graceful stop; everything acknowledged is synced
@@ -37,7 +41,8 @@ func serviceRunCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "events-url", Usage: "PagerDuty Events API v2 URL (overrides events.url)", EnvVars: []string{"COURIER_EVENTS_URL"}},
 		},
 		Action: func(c *ucli.Context) error {
-			e, err := setup(c, "service-run", true)
+			ship := &lazyWriter{}
+			e, err := setupWith(c, "service-run", true, ship)
 			if err != nil {
 				return err
 			}
@@ -51,7 +56,7 @@ func serviceRunCommand() *ucli.Command {
 			}
 			ctx, stop := notifyShutdown(c.Context, e)
 			defer stop()
-			return runService(ctx, e, cfg)
+			return runService(ctx, e, cfg, ship)
 		},
 	}
 }
@@ -85,65 +90,65 @@ func notifyShutdown(parent context.Context, e *env) (context.Context, func()) {
 	}
 }
 
-func runService(ctx context.Context, e *env, cfg *config.Config) error {
-	if cfg.Events.Upstream != config.UpstreamPagerDuty {
-		return withCode(ExitConfig, fmt.Errorf("events.upstream %q needs an enrolled backend, which this build cannot talk to yet; use %q",
-			cfg.Events.Upstream, config.UpstreamPagerDuty))
-	}
-	if err := e.layout.EnsureDirs(); err != nil {
-		return err
+func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWriter) error {
+	if cfg.Events.Upstream == config.UpstreamBackend && !cfg.Backend.Enrolled() {
+		return withCode(ExitConfig, fmt.Errorf("events.upstream is %q but the agent is not enrolled: run `courier enroll` or set events.upstream to %q",
+			config.UpstreamBackend, config.UpstreamPagerDuty))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	fatal := make(chan string, 1)
-	sys := actors.NewSystem(e.log)
-	defer sys.Shutdown()
-	guardian, err := actors.NewGuardian(sys, actors.GuardianOptions{
-		Log: e.log,
-		OnFatal: func(child string, reason any) {
-			select {
-			case fatal <- fmt.Sprintf("%s failed: %v", child, reason):
-			default:
-			}
-		},
-	})
-	if err != nil {
-		return err
+	v1URL := cfg.Events.V1URL
+	if v1URL == events.DefaultV1URL && cfg.Events.URL != events.DefaultURL {
+		// events.url points elsewhere (a proxy, a test server) while v1_url
+		// kept init's default: let the sink derive v1 from events.url, so
+		// that v1 events follow v2 events instead of leaking to PagerDuty.
+		v1URL = ""
 	}
-	defer func() { _ = guardian.Stop() }()
-
-	sink := events.NewPagerDutySink(events.PagerDutyOptions{
-		URL: cfg.Events.URL, V1URL: cfg.Events.V1URL, UserAgent: "courier/" + Version, Logger: e.log,
-	})
-	q, err := queue.Open(sys, queue.Options{
-		Dir:    e.layout.DB(),
-		Logger: e.log,
-		Quota: queue.Quota{
-			MaxBytes: cfg.Queue.MaxPendingBytes, MaxItems: cfg.Queue.MaxPendingItems,
-			MaxKeyBytes: cfg.Queue.MaxKeyBytes, MaxKeyItems: cfg.Queue.MaxKeyItems,
-		},
-		Router:        router(sink),
-		BatchMaxItems: cfg.Queue.BatchMaxItems,
-		BatchMaxBytes: cfg.Queue.BatchMaxBytes,
-		Linger:        cfg.Queue.Linger.Duration(),
-		IdleTimeout:   cfg.Queue.IdleTimeout.Duration(),
-		Registerer:    reg,
-		Spawn: func(p *actor.Props, name string) (*actor.PID, error) {
-			return guardian.Spawn(p, name, actors.Fatal)
-		},
-		KeyLabel: keyLabel,
-	})
-	if err != nil {
-		return err
-	}
-	closeQueue := func() {
-		cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := q.Close(cctx); err != nil {
-			e.log.Error().Err(err).Msg("closing the queue")
+	routes := routes{pagerduty: events.NewPagerDutySink(events.PagerDutyOptions{
+		URL: cfg.Events.URL, V1URL: v1URL, UserAgent: "courier/" + Version, Logger: e.log,
+	}), exports: queue.DirSink{Dir: e.layout.Exports()}, eventsToBackend: cfg.Events.Upstream == config.UpstreamBackend}
+	var client *backend.Client
+	if cfg.Backend.Enrolled() {
+		var err error
+		client, err = backend.New(backend.Options{
+			URL: cfg.Backend.URL, APIKey: cfg.Backend.APIKey.Reveal(), CAFile: cfg.Backend.CAFile,
+			UserAgent: "courier/" + Version, Logger: e.log,
+		})
+		if err != nil {
+			return withCode(ExitConfig, fmt.Errorf("backend: %w", err))
 		}
+		defer client.CloseIdleConnections()
+		routes.backend = client.Sink()
 	}
+	c, err := openCore(e, cfg, routes.route, reg)
+	if err != nil {
+		return err
+	}
+	q := c.q
+	closeQueue := c.close
+	var svc *actors.Service
+	if client != nil {
+		exp, err := c.exporter(cfg)
+		if err != nil {
+			closeQueue()
+			return err
+		}
+		shipper := actors.NewLogShipper(client, e.log)
+		ship.set(shipper)
+		svc, err = actors.StartService(c.sys, c.guardian, actors.ServiceOptions{
+			Backend: client, Queue: q, Exporter: exp, Log: e.log, Version: Version,
+			CacheDir:          func(id string) string { return filepath.Join(e.layout.Cache(), config.SafeName(id)) },
+			IntegrationLogger: e.integrationLogger,
+			Ships:             shipper,
+		})
+		if err != nil {
+			closeQueue()
+			return err
+		}
+		e.log.Info().Str("backend", cfg.Backend.URL).Str("agent_id", cfg.Backend.AgentID).Msg("enrolled: taking commands from the backend")
+	}
+	fatal := c.fatal
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -173,6 +178,21 @@ func runService(ctx context.Context, e *env, cfg *config.Config) error {
 	}
 	e.log.Info().Str("listen", addr).Str("root", e.layout.Root).Str("version", Version).Msg("service-run ready")
 
+	// systemd: ready once local start-up is done (not waiting for the
+	// backend, whose outages show in /readyz and metrics, never as a
+	// restart); the watchdog is fed only while the queue actor answers and
+	// the store takes a synced write.
+	notifier := service.NewNotifier()
+	if err := notifier.Ready(); err != nil {
+		e.log.Warn().Err(err).Msg("sd_notify READY failed")
+	}
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		service.RunWatchdog(wdCtx, notifier, func() error { return healthy(q) }, e.log)
+	}()
+
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -185,26 +205,80 @@ func runService(ctx context.Context, e *env, cfg *config.Config) error {
 	// Stop intake first; Shutdown answers every request already accepted
 	// (their events are durable or refused), then the queue flushes and
 	// Pebble closes.
+	_ = notifier.Stopping()
+	stopWatchdog()
+	<-wdDone
 	_ = os.Remove(runFile(e.layout))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		e.log.Warn().Err(err).Msg("local API did not drain in time")
 	}
+	if svc != nil {
+		svc.Stop(sctx)
+	}
 	closeQueue()
 	e.log.Info().Msg("service-run stopped")
 	return runErr
 }
 
-// router sends events/<routing key> to PagerDuty, one event per request.
-// Other keys (exports, results) get their sinks in later layers.
-func router(pagerduty queue.Sink) queue.Router {
-	return func(key string) queue.Route {
-		if strings.HasPrefix(key, "events/") {
-			return queue.Route{Sink: pagerduty, MaxItems: events.PagerDutyBatchItems}
-		}
-		return queue.Route{}
+// healthy is the watchdog's check: local state only, bounded in time.
+func healthy(q *queue.Queue) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := q.Ready(ctx); err != nil {
+		return err
 	}
+	return q.Put(ctx, "health", "watchdog", []byte(time.Now().UTC().Format(time.RFC3339)))
+}
+
+// routes picks each routing key's sink. Events go to PagerDuty one per
+// request, or to the backend in upload batches; exports, onboarding objects
+// and results go to the backend when enrolled, and export records to the
+// local sink otherwise.
+type routes struct {
+	pagerduty       queue.Sink
+	backend         queue.Sink // nil when not enrolled
+	exports         queue.Sink
+	eventsToBackend bool
+}
+
+func (r routes) route(key string) queue.Route {
+	switch {
+	case strings.HasPrefix(key, "events/"):
+		if r.eventsToBackend {
+			return queue.Route{Sink: r.backend}
+		}
+		return queue.Route{Sink: r.pagerduty, MaxItems: events.PagerDutyBatchItems}
+	case r.backend != nil && (strings.HasPrefix(key, "export/") || strings.HasPrefix(key, "onboard/") || key == backend.ResultsKey):
+		return queue.Route{Sink: r.backend}
+	case strings.HasPrefix(key, "export/"):
+		return queue.Route{Sink: r.exports}
+	}
+	return queue.Route{}
+}
+
+// lazyWriter drops what it is given until it is set: the logger exists
+// before the log shipper does.
+type lazyWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lazyWriter) set(w io.Writer) {
+	l.mu.Lock()
+	l.w = w
+	l.mu.Unlock()
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	w := l.w
+	l.mu.Unlock()
+	if w == nil {
+		return len(p), nil
+	}
+	return w.Write(p)
 }
 
 // keyLabel keeps PagerDuty routing keys, which are credentials, out of logs

@@ -60,6 +60,9 @@ type Options struct {
 	Command string
 	// Stderr receives the log; nil means os.Stderr.
 	Stderr io.Writer
+	// Extra, when set, also receives every line as JSON (the service's
+	// log shipper reads the lines of backend commands from it).
+	Extra io.Writer
 }
 
 // levels are the values of --log-level, in the order the help shows them.
@@ -154,6 +157,9 @@ func NewTee(opts Options) (zerolog.Logger, Tee, io.Closer, error) {
 		// support tooling), not by a terminal.
 		out = zerolog.MultiLevelWriter(out, f)
 		closer = f
+	}
+	if opts.Extra != nil {
+		out = zerolog.MultiLevelWriter(out, opts.Extra)
 	}
 	lw := zerolog.MultiLevelWriter(out)
 	return zerolog.New(lw).Level(level).Hook(timestampHook{}), Tee{out: lw, level: level}, closer, nil

@@ -2,7 +2,10 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,16 +43,12 @@ func (s DirSink) Deliver(_ context.Context, key string, batch []Message) error {
 	defer os.Remove(tmp.Name())
 	w := bufio.NewWriterSize(tmp, 64<<10)
 	for _, m := range batch {
-		if len(m.Payload) < 2 || m.Payload[0] != '{' {
+		line, err := WithSeq(m.Seq, m.Payload)
+		if err != nil {
 			_ = tmp.Close()
-			return Permanent(fmt.Errorf("record %d of %s is not a JSON object", m.Seq, key))
+			return Permanent(fmt.Errorf("record %d of %s: %w", m.Seq, key, err))
 		}
-		w.WriteString(`{"seq":`)
-		w.WriteString(strconv.FormatUint(m.Seq, 10))
-		if m.Payload[1] != '}' {
-			w.WriteByte(',')
-		}
-		w.Write(m.Payload[1:])
+		w.Write(line)
 		w.WriteByte('\n')
 	}
 	if err := w.Flush(); err != nil {
@@ -74,4 +73,32 @@ func (s DirSink) Deliver(_ context.Context, key string, batch []Message) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// WithSeq puts "seq":N in front of a stored record, which makes the upload
+// envelope of PROTOCOL.md §1 that every sink writes: `{"a":1}` becomes
+// `{"seq":7,"a":1}` and `{}` or `{ }` become `{"seq":7}`. A payload holding
+// a newline (indented JSON) is compacted first: a record must be one
+// NDJSON line.
+func WithSeq(seq uint64, payload []byte) ([]byte, error) {
+	if bytes.IndexByte(payload, '\n') >= 0 {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, payload); err != nil {
+			return nil, fmt.Errorf("not JSON: %w", err)
+		}
+		payload = buf.Bytes()
+	}
+	if len(payload) < 2 || payload[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	line := make([]byte, 0, len(payload)+28)
+	line = append(line, `{"seq":`...)
+	line = strconv.AppendUint(line, seq, 10)
+	rest := payload[1:]
+	if trimmed := bytes.TrimLeft(rest, " \t\r"); len(trimmed) > 0 && trimmed[0] == '}' {
+		rest = trimmed
+	} else {
+		line = append(line, ',')
+	}
+	return append(line, rest...), nil
 }

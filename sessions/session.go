@@ -46,6 +46,9 @@ type Record struct {
 // Envelope is a record as it travels (PROTOCOL.md §1 Uploads), less seq,
 // which the queue assigns and the sink writes in front.
 type Envelope struct {
+	// Command is the backend command the record was exported for; the
+	// backend sink sends it as X-Command-Id. Empty for a manual export.
+	Command     string          `json:"command,omitempty"`
 	Integration string          `json:"integration"`
 	Model       string          `json:"model"`
 	ID          string          `json:"id"`
@@ -66,7 +69,9 @@ type EntityError struct {
 // RunOptions configure NewRun.
 type RunOptions struct {
 	IntegrationID string
-	Store         Store
+	// CommandID is the backend command this export runs for, if any.
+	CommandID string
+	Store     Store
 	// Reprocess ignores stored tokens: a full export. Tokens are still
 	// written, so the next export is incremental again.
 	Reprocess bool
@@ -238,7 +243,7 @@ func (s *Session) envelope(rec Record) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", rec.ID, err)
 	}
-	return json.Marshal(Envelope{Integration: s.run.opts.IntegrationID, Model: s.model, ID: rec.ID, Session: s.path, Data: data})
+	return json.Marshal(Envelope{Command: s.run.opts.CommandID, Integration: s.run.opts.IntegrationID, Model: s.model, ID: rec.ID, Session: s.path, Data: data})
 }
 
 func (s *Session) failSend(err error) error {

@@ -1,0 +1,873 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"courier/backend"
+	"courier/integrations"
+	"courier/logging"
+	"courier/queue"
+	"courier/sessions"
+)
+
+// Command types (PROTOCOL.md §1).
+const (
+	CommandExport   = "export"
+	CommandValidate = "validate-config"
+	CommandOnboard  = "export-onboard-data"
+	CommandCancel   = "cancel"
+)
+
+// Result statuses of a command.
+const (
+	ResultSucceeded = "succeeded"
+	ResultFailed    = "failed"
+	ResultCancelled = "cancelled"
+	ResultExpired   = "expired"
+)
+
+// Backend is what the service loop needs of the backend client.
+type Backend interface {
+	Commands(ctx context.Context, wait time.Duration) ([]backend.Command, error)
+	Ack(ctx context.Context, id string) error
+	Progress(ctx context.Context, id string, p backend.Progress) error
+	Heartbeat(ctx context.Context, hb backend.Heartbeat) error
+	Logs(ctx context.Context, commandID string, lines [][]byte) error
+}
+
+// ServiceOptions configure the backend-driven part of service-run.
+type ServiceOptions struct {
+	Backend  Backend
+	Queue    *queue.Queue
+	Exporter *Exporter
+	Log      zerolog.Logger
+	Version  string
+	// CacheDir and IntegrationLogger are as for exports, for the commands
+	// that run an integration directly (validate, onboarding).
+	CacheDir          func(id string) string
+	IntegrationLogger func(id string) (zerolog.Logger, io.Closer)
+	// PollWait is the long poll's wait (default 30 s); ProgressEvery (5 s)
+	// and HeartbeatEvery (60 s) pace the reports.
+	PollWait       time.Duration
+	ProgressEvery  time.Duration
+	HeartbeatEvery time.Duration
+	// Ships is told which command a running export belongs to, so log
+	// lines carrying that command id are shipped.
+	Ships *LogShipper
+}
+
+// Service is the running command loop.
+type Service struct {
+	opts    ServiceOptions
+	sys     *actor.ActorSystem
+	router  *actor.PID
+	workers []*actor.PID // poller first: it stops first
+	journal Journal
+	started time.Time
+}
+
+// StartService spawns, under the guardian, the command router, the
+// poller, the heartbeat and the log shipper.
+func StartService(sys *actor.ActorSystem, g *Guardian, opts ServiceOptions) (*Service, error) {
+	if opts.PollWait <= 0 {
+		opts.PollWait = 30 * time.Second
+	}
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = 5 * time.Second
+	}
+	if opts.HeartbeatEvery <= 0 {
+		opts.HeartbeatEvery = time.Minute
+	}
+	if opts.CacheDir == nil {
+		opts.CacheDir = func(string) string { return "" }
+	}
+	s := &Service{opts: opts, sys: sys, journal: Journal{Q: opts.Queue}, started: time.Now()}
+	var err error
+	s.router, err = g.Spawn(actor.PropsFromProducer(func() actor.Actor { return newRouter(s) }), "commands", Restart)
+	if err != nil {
+		return nil, err
+	}
+	workers := []struct {
+		name string
+		loop func(context.Context) error
+	}{{"poller", s.poll}, {"heartbeat", s.heartbeat}}
+	if opts.Ships != nil {
+		workers = append(workers, struct {
+			name string
+			loop func(context.Context) error
+		}{"logship", opts.Ships.run})
+	}
+	for _, w := range workers {
+		pid, err := g.Spawn(workerProps(w.name, opts.Log, w.loop), w.name, Restart)
+		if err != nil {
+			return nil, err
+		}
+		s.workers = append(s.workers, pid)
+	}
+	return s, nil
+}
+
+// Stop ends the command loop for a shutdown: polling stops, running
+// commands are cancelled and their results persisted, within ctx.
+func (s *Service) Stop(ctx context.Context) {
+	_ = s.sys.Root.StopFuture(s.workers[0]).Wait() // the poller: take no new commands
+	r := &shutdownReq{reply: make(chan struct{}, 1)}
+	s.sys.Root.Send(s.router, r)
+	select {
+	case <-r.reply:
+	case <-ctx.Done():
+		s.opts.Log.Warn().Msg("running commands did not end in time; they resume at the next start")
+	}
+	_ = s.sys.Root.StopFuture(s.router).Wait()
+	for _, w := range s.workers[1:] {
+		_ = s.sys.Root.StopFuture(w).Wait()
+	}
+}
+
+// Running lists the commands being run now.
+func (s *Service) Running(ctx context.Context) ([]string, error) {
+	r := &runningReq{reply: make(chan []string, 1)}
+	s.sys.Root.Send(s.router, r)
+	select {
+	case ids := <-r.reply:
+		return ids, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// poll long-polls the backend. Each new command is journaled (durably)
+// before it is acknowledged, then handed to the router; a command
+// delivered again is acknowledged again and not run twice.
+func (s *Service) poll(ctx context.Context) error {
+	b := newBackoff(time.Second, 5*time.Minute)
+	unauthorizedSince := time.Time{}
+	for ctx.Err() == nil {
+		cmds, err := s.opts.Backend.Commands(ctx, s.opts.PollWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := b.NextBackOff()
+			if backend.KindOf(err) == backend.Unauthorized {
+				if unauthorizedSince.IsZero() {
+					unauthorizedSince = time.Now()
+					s.opts.Log.Error().Msg("the backend refused the API key (401): polling paused with backoff; nothing is dropped; re-enroll with `courier enroll`")
+				}
+			} else {
+				s.opts.Log.Warn().Err(err).Dur("retry_in", wait).Msg("polling the backend for commands failed")
+			}
+			var be *backend.Error
+			if errors.As(err, &be) && be.RetryAfter > wait {
+				wait = be.RetryAfter
+			}
+			if !sleepCtx(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		if !unauthorizedSince.IsZero() {
+			s.opts.Log.Info().Msg("the backend accepts the API key again; polling resumed")
+			unauthorizedSince = time.Time{}
+		}
+		b.Reset()
+		for _, c := range cmds {
+			if err := s.accept(ctx, c); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.opts.Log.Warn().Err(err).Str(logging.FieldCommand, c.ID).Msg("could not accept a command; the backend will deliver it again")
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) accept(ctx context.Context, c backend.Command) error {
+	if c.ID == "" {
+		return errors.New("command without an id")
+	}
+	_, known, err := s.journal.Get(c.ID)
+	if err != nil {
+		return err
+	}
+	if !known {
+		e := JournalEntry{Command: c, State: journalAccepted, ReceivedAt: time.Now().UTC()}
+		if err := s.journal.Put(ctx, e); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		s.sys.Root.Send(s.router, &dispatchMsg{entry: e})
+	}
+	if err := s.opts.Backend.Ack(ctx, c.ID); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+// heartbeat reports every HeartbeatEvery.
+func (s *Service) heartbeat(ctx context.Context) error {
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		hb := backend.Heartbeat{Version: s.opts.Version, UptimeS: int64(time.Since(s.started).Seconds()), Running: []string{}}
+		if ids, err := s.Running(hctx); err == nil {
+			hb.Running = ids
+		}
+		if st, err := s.opts.Queue.Status(hctx); err == nil {
+			hb.Queue = backend.QueueStats{PendingItems: st.Pending, PendingBytes: st.PendingBytes, FailedItems: st.Failed}
+		}
+		if err := s.opts.Backend.Heartbeat(hctx, hb); err != nil && ctx.Err() == nil && backend.KindOf(err) != backend.Unauthorized {
+			s.opts.Log.Debug().Err(err).Msg("heartbeat failed")
+		}
+		cancel()
+		if !sleepCtx(ctx, s.opts.HeartbeatEvery) {
+			return nil
+		}
+	}
+}
+
+type (
+	dispatchMsg struct{ entry JournalEntry }
+	runningReq  struct{ reply chan []string }
+	jobStarted  struct {
+		id  string
+		job *Job
+		err error
+	}
+	// cmdDone carries a finished command's result; the router stores it.
+	cmdDone struct {
+		id     string
+		result backend.Result
+	}
+	// resultStored says the result is durable and the journal updated.
+	resultStored   struct{ id string }
+	shutdownReq    struct{ reply chan struct{} }
+	progressTick   struct{}
+	progressPosted struct{ run *running }
+)
+
+// running is one command being run.
+type running struct {
+	entry       JournalEntry
+	started     time.Time
+	job         *Job
+	cancel      context.CancelFunc
+	integration []string // integration ids an export holds
+	cancelled   bool
+	finishing   bool
+	lastProgres string
+	posting     bool
+}
+
+// router runs commands: one at a time per integration, each exactly once,
+// each ending with one result that goes through the durable queue.
+type router struct {
+	s       *Service
+	log     zerolog.Logger
+	running map[string]*running
+	busy    map[string]string // integration id -> command id
+	waiting []JournalEntry
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	// draining is set at shutdown: no new command starts, and the reply
+	// goes out once every running one has its result persisted.
+	draining *shutdownReq
+}
+
+func (r *router) shutdown(ctx actor.Context, m *shutdownReq) {
+	r.draining = m
+	waiting := r.waiting
+	r.waiting = nil
+	for _, w := range waiting {
+		r.track(w, nil)
+		r.finish(ctx, w.Command.ID, backend.Result{Status: ResultCancelled, Error: "the agent shut down before it started"})
+	}
+	for _, run := range r.running {
+		run.cancelled = true
+		if run.job != nil {
+			run.job.Cancel()
+		}
+		if run.cancel != nil {
+			run.cancel()
+		}
+	}
+	r.drained()
+}
+
+func (r *router) drained() {
+	if r.draining != nil && len(r.running) == 0 {
+		r.draining.reply <- struct{}{}
+		r.draining = nil
+	}
+}
+
+func newRouter(s *Service) *router {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &router{s: s, log: s.opts.Log.With().Str(logging.FieldComponent, "commands").Logger(),
+		running: map[string]*running{}, busy: map[string]string{}, ctx: ctx, cancel: cancel}
+}
+
+func (r *router) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.resume(ctx)
+		self, sys := ctx.Self(), ctx.ActorSystem()
+		r.goFn(func() {
+			t := time.NewTicker(r.s.opts.ProgressEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-r.ctx.Done():
+					return
+				case <-t.C:
+					sys.Root.Send(self, &progressTick{})
+				}
+			}
+		})
+	case *dispatchMsg:
+		r.dispatch(ctx, m.entry)
+	case *jobStarted:
+		r.onJobStarted(m)
+	case *cmdDone:
+		r.finish(ctx, m.id, m.result)
+	case *resultStored:
+		r.onStored(ctx, m.id)
+	case *shutdownReq:
+		r.shutdown(ctx, m)
+	case *runningReq:
+		ids := make([]string, 0, len(r.running))
+		for id := range r.running {
+			ids = append(ids, id)
+		}
+		m.reply <- ids
+	case *progressTick:
+		r.reportProgress()
+	case *progressPosted:
+		m.run.posting = false
+	case *actor.Stopping, *actor.Restarting:
+		r.stop()
+	}
+}
+
+// goFn runs fn in a goroutine that the router waits for when it stops.
+func (r *router) goFn(fn func()) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+}
+
+// stop cancels what runs and waits for it: running commands end as
+// cancelled (their results are persisted) or, if the process ends first,
+// are resumed from the journal at the next start.
+func (r *router) stop() {
+	for _, run := range r.running {
+		if run.job != nil {
+			run.job.Cancel()
+		}
+		if run.cancel != nil {
+			run.cancel()
+		}
+	}
+	// Service.Stop drained the results first; what is left ends now.
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		r.log.Error().Msg("commands did not finish within 15s of shutdown; they resume at the next start")
+	}
+}
+
+// resume re-runs what the journal has accepted but not finished: a
+// command interrupted by a crash ends with one result after the restart.
+func (r *router) resume(ctx actor.Context) {
+	qctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entries, err := r.s.journal.Unfinished(qctx)
+	if err != nil {
+		r.log.Error().Err(err).Msg("cannot read the command journal; unfinished commands are not resumed")
+		return
+	}
+	for _, e := range entries {
+		r.log.Info().Str(logging.FieldCommand, e.Command.ID).Str("type", e.Command.Type).Msg("resuming a command interrupted by a restart")
+		r.dispatch(ctx, e)
+	}
+}
+
+func (r *router) dispatch(ctx actor.Context, e JournalEntry) {
+	c := e.Command
+	if _, ok := r.running[c.ID]; ok || r.draining != nil {
+		return // running, or shutting down: the journal keeps it for the next start
+	}
+	log := r.log.With().Str(logging.FieldCommand, c.ID).Str("type", c.Type).Logger()
+	if e.StartedAt.IsZero() && c.ExpiresAt != nil && time.Now().After(*c.ExpiresAt) {
+		log.Warn().Time("expired_at", *c.ExpiresAt).Msg("command expired before it started; not running it")
+		r.track(e, nil)
+		r.finish(ctx, c.ID, backend.Result{Status: ResultExpired, Error: fmt.Sprintf("expired at %s before it started", c.ExpiresAt.UTC().Format(time.RFC3339))})
+		return
+	}
+	switch c.Type {
+	case CommandExport:
+		r.startExport(ctx, e, log)
+	case CommandValidate:
+		r.startTask(ctx, e, r.validate)
+	case CommandOnboard:
+		r.startTask(ctx, e, r.onboard)
+	case CommandCancel:
+		r.track(e, nil)
+		r.finish(ctx, c.ID, r.cancelCmd(c))
+	default:
+		r.track(e, nil)
+		r.finish(ctx, c.ID, backend.Result{Status: ResultFailed, Error: fmt.Sprintf("unknown command type %q (this agent runs export, validate-config, export-onboard-data and cancel)", c.Type)})
+	}
+}
+
+func (r *router) track(e JournalEntry, cancel context.CancelFunc) *running {
+	run := &running{entry: e, started: time.Now(), cancel: cancel}
+	r.running[e.Command.ID] = run
+	return run
+}
+
+func failedParams(err error) backend.Result {
+	return backend.Result{Status: ResultFailed, Error: "params: " + err.Error()}
+}
+
+// exportParams are the params of an export command.
+type exportParams struct {
+	Integrations        []integrationParam `json:"integrations"`
+	ReprocessHistorical bool               `json:"reprocess_historical"`
+}
+
+type integrationParam struct {
+	ID     string          `json:"id"`
+	Type   string          `json:"type"`
+	Name   string          `json:"name"`
+	Config json.RawMessage `json:"config"`
+}
+
+func (p integrationParam) spec() (IntegrationSpec, error) {
+	if p.ID == "" {
+		return IntegrationSpec{}, errors.New("id is missing")
+	}
+	cfg, err := integrations.DecodeConfig(p.Type, p.Config)
+	if err != nil {
+		return IntegrationSpec{}, err
+	}
+	return IntegrationSpec{ID: p.ID, Type: p.Type, Config: cfg}, nil
+}
+
+func decodeParams(raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return errors.New("missing")
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func (r *router) startExport(ctx actor.Context, e JournalEntry, log zerolog.Logger) {
+	c := e.Command
+	var p exportParams
+	if err := decodeParams(c.Params, &p); err != nil {
+		r.track(e, nil)
+		r.finish(ctx, c.ID, failedParams(err))
+		return
+	}
+	if len(p.Integrations) == 0 {
+		r.track(e, nil)
+		r.finish(ctx, c.ID, failedParams(errors.New("no integrations")))
+		return
+	}
+	spec := ExportSpec{ID: c.ID, CommandID: c.ID, Reprocess: p.ReprocessHistorical}
+	for i, ip := range p.Integrations {
+		is, err := ip.spec()
+		if err != nil {
+			r.track(e, nil)
+			r.finish(ctx, c.ID, failedParams(fmt.Errorf("integrations[%d]: %w", i, err)))
+			return
+		}
+		spec.Integrations = append(spec.Integrations, is)
+	}
+	// One export per integration at a time: a second one waits.
+	for _, is := range spec.Integrations {
+		if other, busy := r.busy[is.ID]; busy && other != c.ID {
+			for _, w := range r.waiting {
+				if w.Command.ID == c.ID {
+					return
+				}
+			}
+			log.Info().Str("integration", is.ID).Str("waiting_for", other).Msg("integration is exporting for another command; this one waits")
+			r.waiting = append(r.waiting, e)
+			return
+		}
+	}
+	run := r.track(e, nil)
+	for _, is := range spec.Integrations {
+		r.busy[is.ID] = c.ID
+		run.integration = append(run.integration, is.ID)
+	}
+	r.markStarted(e)
+	if r.s.opts.Ships != nil {
+		r.s.opts.Ships.Track(c.ID)
+	}
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	r.goFn(func() {
+		job, err := r.s.opts.Exporter.Start(r.ctx, spec)
+		sys.Root.Send(self, &jobStarted{id: c.ID, job: job, err: err})
+		if err != nil {
+			return
+		}
+		res, _ := job.Wait(context.Background())
+		sys.Root.Send(self, &cmdDone{id: c.ID, result: exportResult(res, job)})
+	})
+}
+
+func exportResult(res ExportResult, job *Job) backend.Result {
+	out, _ := json.Marshal(res)
+	r := backend.Result{Status: ResultSucceeded, Output: out}
+	var failed, cancelled []string
+	for _, i := range res.Integrations {
+		switch i.Status {
+		case StatusFailed:
+			failed = append(failed, i.ID)
+		case StatusCancelled:
+			cancelled = append(cancelled, i.ID)
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		r.Status, r.Error = ResultFailed, fmt.Sprintf("%d of %d integrations failed: %s", len(failed), len(res.Integrations), strings.Join(failed, ", "))
+	case len(cancelled) > 0 || errors.Is(context.Cause(job.ctx), errCancelled):
+		r.Status, r.Error = ResultCancelled, "cancelled"
+	}
+	return r
+}
+
+func (r *router) onJobStarted(m *jobStarted) {
+	run := r.running[m.id]
+	if run == nil {
+		return
+	}
+	if m.err != nil {
+		r.s.sys.Root.Send(r.selfPID(), &cmdDone{id: m.id, result: backend.Result{Status: ResultFailed, Error: m.err.Error()}})
+		return
+	}
+	run.job = m.job
+	if run.cancelled {
+		m.job.Cancel()
+	}
+}
+
+func (r *router) selfPID() *actor.PID { return r.s.router }
+
+// task is a command that runs an integration directly and returns its
+// output.
+type task func(ctx context.Context, c backend.Command) (any, error)
+
+func (r *router) startTask(ctx actor.Context, e JournalEntry, fn task) {
+	tctx, cancel := context.WithCancel(r.ctx)
+	r.track(e, cancel)
+	r.markStarted(e)
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	c := e.Command
+	r.goFn(func() {
+		defer cancel()
+		var out any
+		err := integrations.Safe(func() error {
+			var err error
+			out, err = fn(tctx, c)
+			return err
+		})
+		res := backend.Result{Status: ResultSucceeded}
+		switch {
+		case tctx.Err() != nil && err != nil:
+			res = backend.Result{Status: ResultCancelled, Error: "cancelled"}
+		case err != nil:
+			res = backend.Result{Status: ResultFailed, Error: err.Error()}
+			var p *integrations.PanicError
+			if errors.As(err, &p) {
+				r.log.Error().Str(logging.FieldCommand, c.ID).Str("stack", string(p.Stack)).Msg("command panicked")
+			}
+		default:
+			res.Output, _ = json.Marshal(out)
+		}
+		sys.Root.Send(self, &cmdDone{id: c.ID, result: res})
+	})
+}
+
+// markStarted records in the journal that the command started, so that
+// expiry is judged on the first start only.
+func (r *router) markStarted(e JournalEntry) {
+	if !e.StartedAt.IsZero() {
+		return
+	}
+	e.StartedAt = time.Now().UTC()
+	r.goFn(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		defer cancel()
+		cur, ok, err := r.s.journal.Get(e.Command.ID)
+		if err != nil || !ok || cur.State == journalDone {
+			return
+		}
+		cur.StartedAt = e.StartedAt
+		if err := r.s.journal.Put(ctx, cur); err != nil && r.ctx.Err() == nil {
+			r.log.Warn().Err(err).Str(logging.FieldCommand, e.Command.ID).Msg("could not record the command's start")
+		}
+	})
+}
+
+func (r *router) instance(c backend.Command, ip integrationParam) (integrations.Integration, io.Closer, error) {
+	is, err := ip.spec()
+	if err != nil {
+		return nil, nil, fmt.Errorf("params: integration: %w", err)
+	}
+	reg, err := integrations.Lookup(is.Type)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := r.s.opts.Log.With().Str("integration", is.ID).Logger()
+	var closer io.Closer = io.NopCloser(nil)
+	if r.s.opts.IntegrationLogger != nil {
+		log, closer = r.s.opts.IntegrationLogger(is.ID)
+	}
+	log = log.With().Str(logging.FieldCommand, c.ID).Logger()
+	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: r.s.opts.CacheDir(is.ID)}, is.Config)
+	if err != nil {
+		_ = closer.Close()
+		return nil, nil, err
+	}
+	return inst, closer, nil
+}
+
+func (r *router) validate(ctx context.Context, c backend.Command) (any, error) {
+	var p struct {
+		Integration integrationParam `json:"integration"`
+	}
+	if err := decodeParams(c.Params, &p); err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	inst, closer, err := r.instance(c, p.Integration)
+	if err != nil {
+		// A config that does not decode is an answer, not a failure: the
+		// backend asked whether it is valid.
+		if strings.HasPrefix(err.Error(), "params: integration: ") {
+			return integrations.Validation{Valid: false, Errors: []string{strings.TrimPrefix(err.Error(), "params: integration: ")}}, nil
+		}
+		return nil, err
+	}
+	defer closer.Close()
+	return inst.Validate(ctx), nil
+}
+
+// OnboardKey is the routing key of a command's onboarding objects.
+func OnboardKey(commandID string) string { return "onboard/" + commandID }
+
+func (r *router) onboard(ctx context.Context, c backend.Command) (any, error) {
+	var p struct {
+		Integration integrationParam `json:"integration"`
+		ObjectType  string           `json:"object_type"`
+	}
+	if err := decodeParams(c.Params, &p); err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	switch p.ObjectType {
+	case integrations.ObjectUsers, integrations.ObjectRepos, integrations.ObjectProjects:
+	default:
+		return nil, fmt.Errorf("params: object_type %q: want users, repos or projects", p.ObjectType)
+	}
+	inst, closer, err := r.instance(c, p.Integration)
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	key := OnboardKey(c.ID)
+	var batch [][]byte
+	count := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := r.s.opts.Queue.Enqueue(ctx, key, batch, queue.Wait)
+		batch = batch[:0]
+		return err
+	}
+	err = inst.Onboard(ctx, p.ObjectType, func(o integrations.Object) error {
+		data, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		env, err := json.Marshal(sessions.Envelope{Command: c.ID, Integration: p.Integration.ID, Model: p.ObjectType,
+			ID: o.ID, Session: []string{p.Integration.ID, p.ObjectType}, Data: data})
+		if err != nil {
+			return err
+		}
+		batch = append(batch, env)
+		count++
+		if len(batch) == 500 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"object_type": p.ObjectType, "count": count}, nil
+}
+
+func (r *router) cancelCmd(c backend.Command) backend.Result {
+	var p struct {
+		CommandID string `json:"command_id"`
+	}
+	if err := decodeParams(c.Params, &p); err != nil || p.CommandID == "" {
+		return failedParams(fmt.Errorf("command_id is missing"))
+	}
+	out, _ := json.Marshal(map[string]string{"cancelled": p.CommandID})
+	for i, w := range r.waiting {
+		if w.Command.ID == p.CommandID {
+			r.waiting = append(r.waiting[:i], r.waiting[i+1:]...)
+			r.track(w, nil)
+			r.finish(nil, w.Command.ID, backend.Result{Status: ResultCancelled, Error: "cancelled before it started (by " + c.ID + ")"})
+			return backend.Result{Status: ResultSucceeded, Output: out}
+		}
+	}
+	run := r.running[p.CommandID]
+	if run == nil || run.finishing {
+		return backend.Result{Status: ResultFailed, Error: fmt.Sprintf("command %s is not running", p.CommandID)}
+	}
+	run.cancelled = true
+	if run.job != nil {
+		run.job.Cancel()
+	}
+	if run.cancel != nil {
+		run.cancel()
+	}
+	return backend.Result{Status: ResultSucceeded, Output: out}
+}
+
+// finish persists a result through the queue (routing key "results"),
+// then marks the journal entry done. Only then is the command forgotten:
+// a crash in between re-runs it, and the backend ignores a second result.
+func (r *router) finish(_ actor.Context, id string, res backend.Result) {
+	run := r.running[id]
+	if run == nil || run.finishing {
+		return
+	}
+	run.finishing = true
+	if run.cancelled && res.Status == ResultSucceeded && run.job == nil {
+		res = backend.Result{Status: ResultCancelled, Error: "cancelled"}
+	}
+	if res.StartedAt.IsZero() {
+		res.StartedAt = run.started.UTC()
+	}
+	res.FinishedAt = time.Now().UTC()
+	ev := r.log.Info()
+	if res.Status != ResultSucceeded {
+		ev = r.log.Warn().Str("error", res.Error)
+	}
+	ev.Str(logging.FieldCommand, id).Str("status", res.Status).Msg("command finished")
+	entry := run.entry
+	self := r.selfPID()
+	r.goFn(func() {
+		payload, err := backend.EncodeResult(id, res)
+		if err == nil {
+			bo := newBackoff(time.Second, time.Minute)
+			for {
+				err = r.s.opts.Queue.Enqueue(r.ctx, backend.ResultsKey, [][]byte{payload}, queue.Wait)
+				if err == nil || r.ctx.Err() != nil {
+					break
+				}
+				r.log.Error().Err(err).Str(logging.FieldCommand, id).Msg("cannot store the command's result; retrying")
+				if !sleepCtx(r.ctx, bo.NextBackOff()) {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return // the journal still says accepted: the command runs again at the next start
+		}
+		entry.State, entry.FinishedAt, entry.Status = journalDone, res.FinishedAt, res.Status
+		if entry.StartedAt.IsZero() {
+			entry.StartedAt = res.StartedAt
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.s.journal.Put(ctx, entry); err != nil {
+			r.log.Error().Err(err).Str(logging.FieldCommand, id).Msg("cannot mark the command done in the journal; it may run again after a restart (its result is sent once more, which the backend ignores)")
+		}
+		r.s.sys.Root.Send(self, &resultStored{id: id})
+	})
+}
+
+func (r *router) onStored(ctx actor.Context, id string) {
+	run := r.running[id]
+	if run == nil {
+		return
+	}
+	delete(r.running, id)
+	for _, i := range run.integration {
+		if r.busy[i] == id {
+			delete(r.busy, i)
+		}
+	}
+	if r.s.opts.Ships != nil {
+		r.s.opts.Ships.Untrack(id)
+	}
+	if r.draining != nil {
+		r.drained()
+		return
+	}
+	// Exports that waited for these integrations may start now.
+	waiting := r.waiting
+	r.waiting = nil
+	for _, w := range waiting {
+		r.dispatch(ctx, w)
+	}
+}
+
+// reportProgress posts each running export's session tree when it changed
+// since the last post; best effort, never queued (only the latest matters).
+func (r *router) reportProgress() {
+	for id, run := range r.running {
+		if run.job == nil || run.posting || run.finishing {
+			continue
+		}
+		var p backend.Progress
+		for _, ip := range run.job.Progress() {
+			for _, n := range ip.Nodes {
+				p.Sessions = append(p.Sessions, backend.ProgressSession{Path: n.Path, Kind: string(n.Kind), Current: n.Current, Total: n.Total, State: string(n.State)})
+			}
+		}
+		if p.Sessions == nil {
+			continue
+		}
+		b, _ := json.Marshal(p)
+		if string(b) == run.lastProgres {
+			continue
+		}
+		run.lastProgres = string(b)
+		run.posting = true
+		id, run := id, run
+		r.goFn(func() {
+			ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+			defer cancel()
+			if err := r.s.opts.Backend.Progress(ctx, id, p); err != nil && r.ctx.Err() == nil {
+				r.log.Debug().Err(err).Str(logging.FieldCommand, id).Msg("progress report failed")
+			}
+			r.s.sys.Root.Send(r.selfPID(), &progressPosted{run: run})
+		})
+	}
+}
