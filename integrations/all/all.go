@@ -3,5 +3,6 @@
 package all
 
 import (
+	_ "courier/integrations/jira"      // jira
 	_ "courier/integrations/synthetic" // synthetic
 )
