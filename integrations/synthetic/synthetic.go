@@ -21,7 +21,7 @@ const Type = "synthetic"
 
 // checkpointEvery is how many records a repo session sends between token
 // checkpoints, so a restart resumes mid-repo.
-const checkpointEvery = 50
+const checkpointEvery = 500
 
 func init() {
 	integrations.Register(integrations.Registration{
