@@ -333,3 +333,22 @@ func TestAgentRidesOutBackendOutageAnd401(t *testing.T) {
 		t.Fatal("a 401 should be logged")
 	}
 }
+
+func TestAgentSecondExportOfAnIntegrationWaits(t *testing.T) {
+	a := enrolledAgent(t)
+	svc := a.start()
+	defer svc.terminate()
+	first := a.command("export", map[string]any{"integrations": []any{synth("shared", map[string]any{"items_per_repo": 300, "delay_ms": 2})}})
+	second := a.command("export", map[string]any{"integrations": []any{synth("shared", map[string]any{"items_per_repo": 300})}})
+	other := a.command("export", map[string]any{"integrations": []any{synth("elsewhere", map[string]any{"items_per_repo": 10})}})
+	r1, r2, r3 := a.result(first), a.result(second), a.result(other)
+	if r1.Status != "succeeded" || r2.Status != "succeeded" || r3.Status != "succeeded" {
+		t.Fatalf("%+v\n%+v\n%+v", r1, r2, r3)
+	}
+	if r2.StartedAt.Before(r1.FinishedAt) {
+		t.Fatalf("the second export of the same integration started at %s, before the first finished at %s", r2.StartedAt, r1.FinishedAt)
+	}
+	if !r3.FinishedAt.Before(r1.FinishedAt) {
+		t.Fatalf("an export of another integration should not wait: finished %s, first finished %s", r3.FinishedAt, r1.FinishedAt)
+	}
+}
