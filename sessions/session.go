@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,8 +52,8 @@ type Envelope struct {
 	Command     string          `json:"command,omitempty"`
 	Integration string          `json:"integration"`
 	Model       string          `json:"model"`
-	ID          string          `json:"id"`
 	Session     []string        `json:"session"`
+	ID          string          `json:"id"`
 	Data        json.RawMessage `json:"data"`
 }
 
@@ -139,14 +140,16 @@ type Session struct {
 	model  string
 	path   []string
 
-	sending sync.WaitGroup // Sends in progress: Done waits for them
-	mu      sync.Mutex
-	current int64
-	total   int64
-	state   State
-	sendErr error
-	sent    int64
-	kids    []*Session
+	sending    sync.WaitGroup // Sends in progress: Done waits for them
+	prefixOnce sync.Once
+	prefix     []byte // the envelope up to "id", the same for every record
+	mu         sync.Mutex
+	current    int64
+	total      int64
+	state      State
+	sendErr    error
+	sent       int64
+	kids       []*Session
 }
 
 // Path is the session's place in the tree: integration id, then one
@@ -235,6 +238,9 @@ func (s *Session) Send(ctx context.Context, recs ...Record) error {
 	return nil
 }
 
+// envelope encodes rec as an Envelope. The fields that are the same for
+// every record of the session are encoded once; marshalling an Envelope
+// with a RawMessage would re-scan and compact every record's data.
 func (s *Session) envelope(rec Record) ([]byte, error) {
 	if rec.ID == "" {
 		return nil, errors.New("record without an id")
@@ -243,7 +249,19 @@ func (s *Session) envelope(rec Record) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", rec.ID, err)
 	}
-	return json.Marshal(Envelope{Command: s.run.opts.CommandID, Integration: s.run.opts.IntegrationID, Model: s.model, ID: rec.ID, Session: s.path, Data: data})
+	s.prefixOnce.Do(func() {
+		head, _ := json.Marshal(Envelope{Command: s.run.opts.CommandID, Integration: s.run.opts.IntegrationID, Model: s.model, Session: s.path})
+		// head ends with ,"id":"","data":null}: keep what precedes "id".
+		s.prefix = head[:bytes.LastIndex(head, []byte(`"id":`))]
+	})
+	id, _ := json.Marshal(rec.ID)
+	b := make([]byte, 0, len(s.prefix)+len(id)+len(data)+16)
+	b = append(b, s.prefix...)
+	b = append(b, `"id":`...)
+	b = append(b, id...)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}'), nil
 }
 
 func (s *Session) failSend(err error) error {
@@ -302,6 +320,11 @@ func (s *Session) Checkpoint(ctx context.Context, token string) error {
 	}
 	return nil
 }
+
+// Abandon ends the session as failed without reporting an entity error:
+// for a session whose parent reports the failure (a repo that failed
+// while one of its models was exporting). Its token stays as it was.
+func (s *Session) Abandon() { s.setState(Failed) }
 
 // Fail ends the session as failed: its token stays as it was. The failure
 // is listed in the export's entity errors, and the export goes on.
