@@ -5,6 +5,7 @@ package all
 import (
 	_ "courier/integrations/git"       // git
 	_ "courier/integrations/gitea"     // gitea
+	_ "courier/integrations/github"    // github
 	_ "courier/integrations/jira"      // jira
 	_ "courier/integrations/synthetic" // synthetic
 )

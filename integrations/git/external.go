@@ -16,11 +16,12 @@ type Remote struct {
 	URL string
 	// CacheDir is where the mirrors live (the calling integration's cache).
 	CacheDir string
-	// GitArgs go before the subcommand of the fetch (git's "-c" options),
-	// e.g. "-c", "http.https://host/.extraHeader=Authorization: Basic ...":
-	// credentials given per command, never written into the mirror.
-	GitArgs []string
-	// Secrets are scrubbed from git's messages (the credentials in GitArgs).
+	// Config is git configuration for the fetch only, e.g.
+	// {"http.https://host/.extraHeader", "Authorization: Basic ..."}:
+	// credentials given per command through the environment, never written
+	// into the mirror and never on a command line other users can see.
+	Config [][2]string
+	// Secrets are scrubbed from git's messages (the credentials in Config).
 	Secrets []string
 }
 
@@ -49,18 +50,11 @@ func ExportRemote(ctx context.Context, rs *sessions.Session, r Remote) (commits 
 			return 0, entity(fmt.Errorf("create mirror: %w", err))
 		}
 	}
-	// As updateMirror, with the caller's arguments in front, after one that
-	// turns credential helpers off (none may store or replace what the
-	// caller gives) and that also keeps any credential out of the command's
-	// name in messages (gitCmd names it by its first non-option argument).
-	args := append([]string{"-c", "credential.helper="}, r.GitArgs...)
-	args = append(args, "--git-dir="+spec.mirror, "fetch", "--prune", "--no-tags",
-		"--no-write-fetch-head", "--no-recurse-submodules", "--progress", "--", spec.source)
-	if _, err := (gitCmd{dir: spec.mirror, secrets: spec.secrets, onStderr: touch, args: append(args, mirrorRefspecs...)}).output(ctx); err != nil {
-		var ge *GitError
-		if errors.As(err, &ge) {
-			ge.Cmd = "fetch" // GitArgs come first: never name one of them
-		}
+	// As updateMirror, with credential helpers off (none may store or
+	// replace what the caller gives) and the caller's configuration.
+	args := []string{"-c", "credential.helper=", "--git-dir=" + spec.mirror, "fetch", "--prune", "--no-tags",
+		"--no-write-fetch-head", "--no-recurse-submodules", "--progress", "--", spec.source}
+	if _, err := (gitCmd{dir: spec.mirror, secrets: spec.secrets, onStderr: touch, config: r.Config, args: append(args, mirrorRefspecs...)}).output(ctx); err != nil {
 		return 0, entity(fmt.Errorf("update mirror: %w", err))
 	}
 	branches, tags, err := listRefs(ctx, spec)

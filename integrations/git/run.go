@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,10 @@ type gitCmd struct {
 	// proof of life for the stall watchdog. It must be safe for use from
 	// another goroutine.
 	onStderr func()
+	// config is git configuration for this process only, passed through
+	// the environment (GIT_CONFIG_COUNT, git >= 2.31) rather than "-c" so
+	// that a credential in it never shows in the process list.
+	config [][2]string
 }
 
 // GitError is a git command that failed: which subcommand, how, and the
@@ -96,6 +101,13 @@ func (c gitCmd) command(ctx context.Context, stderr io.Writer) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "git", c.args...)
 	cmd.Dir = c.dir
 	cmd.Env = gitEnv()
+	if len(c.config) > 0 {
+		cmd.Env = append(cmd.Env, "GIT_CONFIG_COUNT="+strconv.Itoa(len(c.config)))
+		for i, kv := range c.config {
+			n := strconv.Itoa(i)
+			cmd.Env = append(cmd.Env, "GIT_CONFIG_KEY_"+n+"="+kv[0], "GIT_CONFIG_VALUE_"+n+"="+kv[1])
+		}
+	}
 	cmd.Stdin = c.stdin
 	cmd.Stderr = stderr
 	// Pipes held open by a grandchild (ssh, remote helpers) must not hang

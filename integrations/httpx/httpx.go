@@ -124,12 +124,37 @@ func (t *Transport) Client() *http.Client {
 	}}
 }
 
+// maxRateWaits bounds the rate-limit waits of one request: a server that
+// keeps answering "limited" (a Retry-After: 0 loop, a clock far off) gets
+// its last answer back instead of holding the integration forever.
+const maxRateWaits = 20
+
+// CloseIdleConnections closes the idle connections of the underlying
+// transport (http.Client.CloseIdleConnections calls it).
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // RoundTrip sends req, retrying what is worth retrying.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A RoundTripper closes the request's body, whatever happens. With
+	// GetBody, each attempt sends a fresh copy and the original is never
+	// read; without, the body is sent once, as it is, and the underlying
+	// transport closes it.
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	replayable := !hasBody || req.GetBody != nil
+	if hasBody && replayable {
+		defer req.Body.Close()
+	}
 	ctx := req.Context()
 	select {
 	case t.sem <- struct{}{}:
 	case <-ctx.Done():
+		if !replayable {
+			_ = req.Body.Close()
+		}
 		return nil, ctx.Err()
 	}
 	defer func() { <-t.sem }()
@@ -139,21 +164,29 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	bo.MaxInterval = time.Minute
 	bo.MaxElapsedTime = 0
 	bo.Reset()
-	retries := 0
-	for {
-		resp, err := t.attempt(req)
+	retries, rateWaits := 0, 0
+	for first := true; ; first = false {
+		resp, err := t.attempt(req, first)
 		var wait time.Duration
 		var reason string
 		switch {
 		case err != nil:
-			if ctx.Err() != nil || !retryableMethod(req) {
+			if ctx.Err() != nil || !retryableMethod(req) || !replayable {
 				return nil, t.clean(err)
 			}
 			retries++
 			wait, reason = bo.NextBackOff(), "network error: "+t.clean(err).Error()
 		default:
+			if !replayable {
+				return resp, nil
+			}
 			if w, limited := t.o.RateLimit(resp); limited {
-				wait, reason = min(w, t.o.MaxWait), "rate limited"
+				rateWaits++
+				if rateWaits > maxRateWaits {
+					return resp, nil
+				}
+				// Never a busy loop, whatever the server says.
+				wait, reason = max(min(w, t.o.MaxWait), t.o.BackoffInitial), "rate limited"
 			} else if retryableStatus(resp.StatusCode) && retryableMethod(req) {
 				retries++
 				wait, reason = bo.NextBackOff(), resp.Status
@@ -200,25 +233,31 @@ func (t *Transport) sleep(ctx context.Context, d time.Duration, reason string) e
 	return nil
 }
 
-func (t *Transport) attempt(req *http.Request) (*http.Response, error) {
+func (t *Transport) attempt(req *http.Request, first bool) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(req.Context(), t.o.Timeout)
 	r := req.Clone(ctx)
 	if req.Body != nil && req.Body != http.NoBody {
-		if req.GetBody == nil {
+		switch {
+		case req.GetBody != nil:
+			b, err := req.GetBody()
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			r.Body = b
+		case first:
+			r.Body = req.Body // sent once; the transport closes it
+		default:
 			cancel()
 			return nil, errors.New("request body cannot be replayed for a retry (set GetBody)")
 		}
-		b, err := req.GetBody()
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		r.Body = b
 	}
 	if t.o.UserAgent != "" {
 		r.Header.Set("User-Agent", t.o.UserAgent)
 	}
-	if t.o.Auth != nil {
+	// Credentials go only to the host they were meant for: on a redirect
+	// (http.Client sets Response) to another host, none are added.
+	if t.o.Auth != nil && req.URL.Host == originHost(req) {
 		t.o.Auth(r)
 	}
 	resp, err := t.base.RoundTrip(r)
@@ -228,6 +267,14 @@ func (t *Transport) attempt(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// originHost is the host of the request that started a redirect chain.
+func originHost(req *http.Request) string {
+	for i := 0; i < 20 && req.Response != nil && req.Response.Request != nil; i++ {
+		req = req.Response.Request
+	}
+	return req.URL.Host
 }
 
 // cancelBody ends the attempt's context when the body is closed, not when
@@ -329,8 +376,11 @@ func Redact(u *url.URL) string {
 	q := c.Query()
 	for k := range q {
 		lk := strings.ToLower(k)
-		if strings.Contains(lk, "token") || strings.Contains(lk, "key") || strings.Contains(lk, "secret") || strings.Contains(lk, "password") {
-			q.Set(k, "[redacted]")
+		for _, w := range []string{"token", "key", "secret", "pass", "auth", "signature", "credential"} {
+			if strings.Contains(lk, w) {
+				q.Set(k, "[redacted]")
+				break
+			}
 		}
 	}
 	c.RawQuery = q.Encode()
@@ -361,5 +411,9 @@ func Check(resp *http.Response) error {
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	_ = resp.Body.Close()
-	return &Error{Method: resp.Request.Method, URL: Redact(resp.Request.URL), Status: resp.StatusCode, Body: strings.TrimSpace(string(bytes.ToValidUTF8(b, nil)))}
+	e := &Error{Status: resp.StatusCode, Body: strings.TrimSpace(string(bytes.ToValidUTF8(b, nil)))}
+	if resp.Request != nil {
+		e.Method, e.URL = resp.Request.Method, Redact(resp.Request.URL)
+	}
+	return e
 }
