@@ -40,8 +40,20 @@ lint: tools ## gofmt, go vet, staticcheck, go mod tidy
 		if ! cmp -s go.mod /tmp/courier-go.mod.bak || ! cmp -s go.sum /tmp/courier-go.sum.bak; then \
 			echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; exit 1; fi
 
-bench: build ## benchmarks (see docs/benchmarks.md)
-	COURIER_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./queue/ ./events/
+# Full-size benchmarks, about 5-10 minutes on 2 cores; results and how to
+# read them are in docs/benchmarks.md. Smaller: make bench BENCH_ITEMS=100000
+# BENCH_EVENTS=5000 BENCH_ROUNDS=1.
+BENCH_ITEMS  ?= 1000000
+BENCH_EVENTS ?= 30000
+BENCH_ROUNDS ?= 3
+bench: build ## benchmarks, full size (see docs/benchmarks.md)
+	COURIER_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -run '^$$' -bench '^BenchmarkEnqueue$$' -benchtime 3s -count 1 -v -timeout 30m ./queue/
+	COURIER_BENCH_ITEMS=$(BENCH_ITEMS) $(GO) test -run '^$$' -bench '^BenchmarkDequeue$$' -benchtime 1x -count 1 -v -timeout 30m ./queue/
+	COURIER_BIN=$(CURDIR)/$(BIN) COURIER_BENCH_ITEMS=$(BENCH_ITEMS) COURIER_BENCH_EVENTS=$(BENCH_EVENTS) COURIER_BENCH_ROUNDS=$(BENCH_ROUNDS) \
+		$(GO) test -run '^$$' -bench '^Benchmark(HTTPEnqueue|RestartBacklog)$$' -benchtime 1x -count 1 -v -timeout 30m ./cli/
+	COURIER_BIN=$(CURDIR)/$(BIN) COURIER_BENCH_RECORDS=100000 \
+		$(GO) test -run '^$$' -bench '^BenchmarkExportToBackend$$' -benchtime 1x -count 1 -v -timeout 30m ./cli/
+	COURIER_GIT_BENCH_COMMITS=20000,100000 $(GO) test -run '^$$' -bench '^BenchmarkGitExport$$' -benchtime 1x -count 1 -v -timeout 30m ./integrations/git/
 
 clean: ## remove build outputs
 	rm -rf bin

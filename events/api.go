@@ -221,16 +221,19 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 		writeError(w, http.StatusInternalServerError, "could not encode the event: "+err.Error())
 		return
 	}
-	log := a.log.With().Str("api", accepted.API).Str("routing_key", RedactKey(accepted.Key)).Logger()
 	err = a.q.Enqueue(r.Context(), accepted.QueueKey(), [][]byte{payload}, queue.Refuse)
+	if err == nil {
+		a.log.Debug().Str("api", accepted.API).Str("routing_key", RedactKey(accepted.Key)).Str("dedup_key", accepted.DedupKey).Msg("event stored")
+		// PagerDuty's answer, built without a map: this is every 202.
+		dk, _ := json.Marshal(accepted.DedupKey)
+		b := make([]byte, 0, 64+len(dk))
+		b = append(b, `{"status":"success","message":"Event processed","dedup_key":`...)
+		b = append(b, dk...)
+		writeRaw(w, http.StatusAccepted, append(b, '}'))
+		return
+	}
+	log := a.log.With().Str("api", accepted.API).Str("routing_key", RedactKey(accepted.Key)).Logger()
 	switch {
-	case err == nil:
-		log.Debug().Str("dedup_key", accepted.DedupKey).Msg("event stored")
-		writeJSON(w, http.StatusAccepted, map[string]string{
-			"status":    "success",
-			"message":   "Event processed",
-			"dedup_key": accepted.DedupKey,
-		})
 	case errors.Is(err, queue.ErrFull):
 		log.Warn().Msg("event refused: the queue is full")
 		w.Header().Set("Retry-After", a.retryAfter)
@@ -371,6 +374,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		code = http.StatusInternalServerError
 		b = []byte(`{"error":"internal error: could not encode the answer"}`)
 	}
+	writeRaw(w, code, b)
+}
+
+// writeRaw writes b, a JSON document, as the answer.
+func writeRaw(w http.ResponseWriter, code int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)

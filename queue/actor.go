@@ -277,6 +277,9 @@ func (a *queueActor) release(ks *keyState, r *enqueueReq) {
 	a.resBytes -= r.bytes
 }
 
+// pointDeleteMax is the largest settle deleted point by point.
+const pointDeleteMax = 64
+
 // commit is one group commit: the ops it carries and the metadata of every
 // key it touches as it will be once durable.
 type commit struct {
@@ -360,7 +363,19 @@ func (a *queueActor) buildSettle(b *pebble.Batch, c *commit, r *settleReq, now t
 			return fmt.Errorf("settle %s: %w", r.key, err)
 		}
 	}
-	_ = b.DeleteRange(seqKey(prefixData, r.key, m.head), seqKey(prefixData, r.key, r.through+1), nil)
+	// A small settle deletes point by point: a range tombstone per settle
+	// (one per event for keys delivered an item at a time) makes every
+	// later read rebuild the memtable's range-tombstone cache, which grows
+	// quadratically (measured: 44 µs to 6 ms per item within 20,000).
+	// Reads start at the ack cursor, so point tombstones below it are never
+	// iterated; compaction drops them.
+	if n := r.through + 1 - m.head; n <= pointDeleteMax {
+		for seq := m.head; seq <= r.through; seq++ {
+			_ = b.Delete(seqKey(prefixData, r.key, seq), nil)
+		}
+	} else {
+		_ = b.DeleteRange(seqKey(prefixData, r.key, m.head), seqKey(prefixData, r.key, r.through+1), nil)
+	}
 	for _, f := range r.failed {
 		if f.seq < m.head {
 			continue
