@@ -13,6 +13,7 @@ import (
 
 	"courier/actors"
 	"courier/integrations/forge"
+	"courier/integrations/git"
 )
 
 // world is what TestExportAgainstRealGitea creates.
@@ -25,6 +26,7 @@ type world struct {
 	issA, issB    *sdk.Issue
 	issC, issD    *sdk.Issue
 	cmA, cmPR     *sdk.Comment
+	tag           *sdk.Tag
 }
 
 func build(t *testing.T, f *fx) *world {
@@ -51,6 +53,11 @@ func build(t *testing.T, f *fx) *world {
 	w.rv3 = f.review("", w.api, w.pr2.Index, sdk.ReviewStateComment, "a thought",
 		sdk.CreatePullReviewComment{Path: "fix.txt", Body: "why three?", NewLineNum: 3})
 	f.merge(w.api, w.pr2.Index)
+	w.tag = f.tag(w.api, "v1.0", "main")
+	// The merge went through Gitea's push queue: wait for it (and so for
+	// the branches' pushes before it), or it could change the repo during
+	// an export.
+	f.pushed(w.api, "refs/heads/main", w.tag.Commit.SHA)
 
 	// Two issues back to back: often in the same second.
 	w.issA = f.issue("", w.api, "Crash on start", []string{w.bobName}, bug.ID)
@@ -105,7 +112,26 @@ func TestExportAgainstRealGitea(t *testing.T) {
 	}
 	want[f.rid("pull_request_comment", rc1[0].ID)] = true
 	want[f.rid("pull_request_comment", rc3[0].ID)] = true
+	// Commits, branches and tags: every commit of every branch, as the API
+	// lists them.
+	apiCommits := f.commits(w.api)
+	apiBranches := f.branches(w.api)
+	webBranches := f.branches(w.web)
+	for _, rp := range []*sdk.Repository{w.api, w.web, w.nts} {
+		for sha := range f.commits(rp) {
+			want[gid(rp, sha)] = true
+		}
+		for b := range f.branches(rp) {
+			want[gid(rp, "branch:"+b)] = true
+		}
+	}
+	want[gid(w.api, "tag:v1.0")] = true
 	sameIDs(t, "first export", got, want)
+	// The initial commit, one per branch, the merge of fix.
+	if len(apiCommits) != 5 || len(apiBranches) != 4 {
+		t.Errorf("api on the server: %d commits, branches %v", len(apiCommits), apiBranches)
+	}
+	allRecs := recs
 	if n := len(got[f.rid("user", w.bob.ID)]); n != 2 {
 		t.Errorf("bob: sent %d times, want under org:%s and user:%s", n, w.org, w.bobName)
 	}
@@ -198,6 +224,34 @@ func TestExportAgainstRealGitea(t *testing.T) {
 	if cp := decode[forge.IssueComment](t, one(f.rid("issue_comment", w.cmPR.ID))); cp.Issue != int(w.pr1.Index) || cp.Author.Login != w.admin.UserName {
 		t.Errorf("pull request conversation comment record %+v", cp)
 	}
+	// A known commit (feature's), the merge, a branch and the tag, with
+	// the git integration's fields, under the repo's session.
+	fsha := apiBranches["feature"]
+	fc := apiCommits[fsha]
+	if fc == nil || len(fc.Parents) != 1 {
+		t.Fatalf("feature's commit %s on the server: %+v", fsha, fc)
+	}
+	if s := one(gid(w.api, fsha)).Session; !slices.Equal(s, []string{"int_gitea", "org:" + w.org, "repo:" + w.org + "/api", "commit"}) {
+		t.Errorf("commit session %v", s)
+	}
+	cm := decode[git.Commit](t, one(gid(w.api, fsha)))
+	if cm.SHA != fsha || !slices.Equal(cm.Parents, []string{fc.Parents[0].SHA}) || cm.Repo != w.org+"/api" ||
+		strings.TrimSpace(cm.Message) != "add feature.txt" || strings.TrimSpace(fc.RepoCommit.Message) != "add feature.txt" ||
+		cm.Author.Name != fc.RepoCommit.Author.Name || cm.Author.Email != fc.RepoCommit.Author.Email || cm.Committer.Date == "" ||
+		!slices.Equal(cm.Files, []git.File{{Path: "feature.txt", Additions: 3}}) {
+		t.Errorf("feature's commit record %+v", cm)
+	}
+	if mc := decode[git.Commit](t, one(gid(w.api, *pr2.MergedCommitID))); len(mc.Parents) != 2 || mc.Parents[1] != apiBranches["fix"] {
+		t.Errorf("merge commit record %+v", mc)
+	}
+	if b := decode[git.Branch](t, one(gid(w.api, "branch:feature"))); b != (git.Branch{Name: "feature", HeadSHA: fsha, Repo: w.org + "/api"}) {
+		t.Errorf("branch record %+v", b)
+	}
+	if tg := decode[git.Tag](t, one(gid(w.api, "tag:v1.0"))); tg != (git.Tag{Name: "v1.0", SHA: apiBranches["main"], Repo: w.org + "/api", Annotated: true}) ||
+		tg.SHA != *pr2.MergedCommitID || w.tag.Commit == nil || w.tag.Commit.SHA != tg.SHA {
+		t.Errorf("tag record %+v (main at %s)", tg, apiBranches["main"])
+	}
+
 	if w.issA.Created.Unix() == w.issB.Created.Unix() {
 		t.Logf("issues A and B were created in the same second (%s): both exported", w.issA.Created)
 	}
@@ -210,6 +264,9 @@ func TestExportAgainstRealGitea(t *testing.T) {
 	_, resp, err := f.admin.EditPullRequest(w.org, "api", w.pr1.Index, sdk.EditPullRequestOption{Title: "Add the feature, v2"})
 	f.must("edit pull", resp, err)
 	cmNew := f.comment("", w.api, w.issA.Index, "fixed in main")
+	// A commit on web's main, through the contents API.
+	newC := f.file(w.web, "main", "news.txt")
+	f.pushed(w.web, "refs/heads/main", newC.SHA)
 	f.quiesce(w.api, w.web, w.nts)
 
 	res, recs = r.export(t, s)
@@ -231,6 +288,9 @@ func TestExportAgainstRealGitea(t *testing.T) {
 		t.Fatalf("review comments of the new review: %d", len(rc4))
 	}
 	want2[f.rid("pull_request_comment", rc4[0].ID)] = true
+	// Exactly the new commit, and the branch it moved.
+	want2[gid(w.web, newC.SHA)] = true
+	want2[gid(w.web, "branch:main")] = true
 	// A comment updates its issue; a repo record goes again only if it
 	// changed on the server.
 	if issA2 := f.getIssue(w.api, w.issA.Index); !issA2.Updated.Equal(issA.Updated) {
@@ -257,12 +317,25 @@ func TestExportAgainstRealGitea(t *testing.T) {
 	if c := decode[forge.IssueComment](t, got2[f.rid("issue_comment", cmNew.ID)][0]); c.Body != "fixed in main" || c.Issue != int(w.issA.Index) {
 		t.Errorf("new comment %+v", c)
 	}
+	if len(got2[gid(w.web, newC.SHA)]) == 1 {
+		if c := decode[git.Commit](t, got2[gid(w.web, newC.SHA)][0]); c.SHA != newC.SHA || !slices.Equal(c.Parents, []string{webBranches["main"]}) ||
+			!slices.Equal(c.Files, []git.File{{Path: "news.txt", Additions: 3}}) || c.Repo != w.org+"/web" {
+			t.Errorf("new commit %+v", c)
+		}
+	}
+	if len(got2[gid(w.web, "branch:main")]) == 1 {
+		if b := decode[git.Branch](t, got2[gid(w.web, "branch:main")][0]); b.HeadSHA != newC.SHA {
+			t.Errorf("moved branch %+v", b)
+		}
+	}
+	allRecs = append(allRecs, recs...)
 
 	// Nothing changed: nothing sent.
 	res, recs = r.export(t, s)
 	if res.Status != actors.StatusSucceeded || len(recs) != 0 {
 		t.Fatalf("third export sent %d records: %+v", len(recs), res)
 	}
+	noSecret(t, r, f.token, allRecs)
 }
 
 func reviewComments(t *testing.T, f *fx, r *sdk.Repository, number, review int64) []*sdk.PullReviewComment {
@@ -319,9 +392,12 @@ func TestMissingRepoIsAnEntityError(t *testing.T) {
 		t.Errorf("entity error %+v", ee)
 	}
 	got := index(t, recs)
-	sameIDs(t, "export", got, map[string]bool{
-		f.rid("repo", api.ID): true, f.rid("repo", notes.ID): true, f.rid("issue", iss.ID): true,
-	})
+	want := map[string]bool{f.rid("repo", api.ID): true, f.rid("repo", notes.ID): true, f.rid("issue", iss.ID): true}
+	for _, rp := range []*sdk.Repository{api, notes} {
+		main := f.branches(rp)["main"]
+		want[gid(rp, main)], want[gid(rp, "branch:main")] = true, true
+	}
+	sameIDs(t, "export", got, want)
 	if s := got[f.rid("repo", notes.ID)][0].Session; !slices.Equal(s, []string{"int_solo", "user:" + dave, "repo:" + dave + "/notes", "repo"}) {
 		t.Errorf("notes session %v", s)
 	}

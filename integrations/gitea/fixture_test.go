@@ -254,3 +254,85 @@ func uniq(t *testing.T, base string) string {
 	}
 	return fmt.Sprintf("%s-%s-%d", base, strings.Trim(n, "-"), uniqN.Add(1))
 }
+
+// file commits a new file (three lines) on branch and returns the commit.
+func (f *fx) file(r *sdk.Repository, branch, path string) *sdk.FileCommitResponse {
+	f.t.Helper()
+	content := base64.StdEncoding.EncodeToString([]byte("one\ntwo\nthree\n"))
+	fr, resp, err := f.admin.CreateFile(r.Owner.UserName, r.Name, path, sdk.CreateFileOptions{
+		FileOptions: sdk.FileOptions{Message: "add " + path, BranchName: branch},
+		Content:     content,
+	})
+	f.must("create "+path+" on "+branch, resp, err)
+	return fr.Commit
+}
+
+// tag creates an annotated tag on target (a branch).
+func (f *fx) tag(r *sdk.Repository, name, target string) *sdk.Tag {
+	f.t.Helper()
+	tg, resp, err := f.admin.CreateTag(r.Owner.UserName, r.Name, sdk.CreateTagOption{TagName: name, Target: target, Message: "release " + name})
+	f.must("create tag "+name, resp, err)
+	return tg
+}
+
+// branches maps each branch of r to its head commit, as the API says.
+func (f *fx) branches(r *sdk.Repository) map[string]string {
+	f.t.Helper()
+	bs, resp, err := f.admin.ListRepoBranches(r.Owner.UserName, r.Name, sdk.ListRepoBranchesOptions{ListOptions: sdk.ListOptions{Page: 1, PageSize: 50}})
+	f.must("list branches", resp, err)
+	out := map[string]string{}
+	for _, b := range bs {
+		out[b.Name] = b.Commit.ID
+	}
+	return out
+}
+
+// commits returns every commit reachable from r's branches, by sha, as
+// the API lists them.
+func (f *fx) commits(r *sdk.Repository) map[string]*sdk.Commit {
+	f.t.Helper()
+	out := map[string]*sdk.Commit{}
+	for b := range f.branches(r) {
+		for page := 1; ; page++ {
+			cs, resp, err := f.admin.ListRepoCommits(r.Owner.UserName, r.Name, sdk.ListCommitOptions{
+				ListOptions: sdk.ListOptions{Page: page, PageSize: 50}, SHA: b,
+			})
+			f.must("list commits of "+b, resp, err)
+			for _, c := range cs {
+				out[c.SHA] = c
+			}
+			if len(cs) < 50 {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// gid is the id of a git integration record of r: git:<owner>/<name>:<rest>.
+func gid(r *sdk.Repository, rest string) string {
+	return "git:" + r.Owner.UserName + "/" + r.Name + ":" + rest
+}
+
+// pushed waits until Gitea processed the push that brought sha onto ref
+// (refs/heads/main). Gitea handles pushes (also its own, of a merge or of
+// a file written through the API) in a queue it polls with a backoff of
+// up to 2 s; the handling bumps the repo's updated_at, so an export must
+// not start before it. Its trace is the repo's push activity.
+func (f *fx) pushed(r *sdk.Repository, ref, sha string) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		feeds, resp, err := f.admin.ListRepoActivityFeeds(r.Owner.UserName, r.Name, sdk.ListRepoActivityFeedsOptions{ListOptions: sdk.ListOptions{Page: 1, PageSize: 20}})
+		f.must("activity feeds", resp, err)
+		for _, a := range feeds {
+			if a.OpType == "commit_repo" && a.RefName == ref && strings.Contains(a.Content, sha) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("gitea did not process the push of %s to %s of %s", sha, ref, r.FullName)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"courier/integrations"
+	"courier/integrations/git"
 	"courier/integrations/httpx"
 	"courier/sessions"
 )
@@ -162,6 +163,9 @@ type Gitea struct {
 	base string // base URL, no trailing slash
 	host string // in record ids
 	http *http.Client
+
+	// rootOnce logs once that the server's clone URLs are not under url.
+	rootOnce sync.Once
 
 	mu       sync.Mutex
 	root     *sessions.Session // while exporting: told of rate-limit waits
@@ -327,8 +331,9 @@ func (g *Gitea) scrub(err error) error {
 }
 
 // isEntity reports whether err concerns one object (a repo, an
-// organization) rather than the whole export.
+// organization, a repo whose git fetch failed) rather than the whole
+// export.
 func isEntity(err error) bool {
 	var se *StatusError
-	return errors.As(err, &se)
+	return errors.As(err, &se) || git.IsRepoError(err)
 }

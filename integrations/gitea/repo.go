@@ -28,7 +28,7 @@ func (g *Gitea) exportRepo(ctx context.Context, c *sdk.Client, os *sessions.Sess
 	case err == nil:
 		ev := log.Info().Dur("took", time.Since(start))
 		for _, m := range []string{forge.ModelRepo, forge.ModelPullRequest, forge.ModelPullRequestReview,
-			forge.ModelPullRequestComment, forge.ModelIssue, forge.ModelIssueComment} {
+			forge.ModelPullRequestComment, forge.ModelIssue, forge.ModelIssueComment, modelCommit} {
 			ev = ev.Int(m, counts[m])
 		}
 		ev.Msg("repo exported")
@@ -46,7 +46,9 @@ func (g *Gitea) exportRepo(ctx context.Context, c *sdk.Client, os *sessions.Sess
 
 // syncRepo sends the repo record and every pull request (with its reviews
 // and review comments), issue and issue comment updated since the last
-// export. It returns how many records of each model it sent.
+// export, then the new commits and the new or moved branches and tags
+// (the git integration's models). It returns how many records of each
+// model it sent (commits: how many commits).
 func (g *Gitea) syncRepo(ctx context.Context, c *sdk.Client, rs *sessions.Session, r repoName) (map[string]int, error) {
 	counts := map[string]int{}
 	repo, resp, err := c.GetRepo(r.owner, r.name)
@@ -74,7 +76,9 @@ func (g *Gitea) syncRepo(ctx context.Context, c *sdk.Client, rs *sessions.Sessio
 			return counts, err
 		}
 	}
-	return counts, nil
+	n, err := g.exportCommits(ctx, rs, repo)
+	counts[modelCommit] += int(n)
+	return counts, err
 }
 
 // exportRepoRecord sends the repo when its record differs from the one

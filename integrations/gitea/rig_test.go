@@ -84,6 +84,8 @@ type rig struct {
 	exp  *actors.Exporter
 	rec  *recorder
 	logs *logBuf
+	// cache is the integrations' cache folder (git mirrors in cache/git).
+	cache string
 }
 
 func newRig(t *testing.T) *rig {
@@ -119,7 +121,7 @@ func newRig(t *testing.T) *rig {
 		_ = g.Stop()
 		sys.Shutdown()
 	})
-	return &rig{q: q, exp: exp, rec: rec, logs: logs}
+	return &rig{q: q, exp: exp, rec: rec, logs: logs, cache: filepath.Join(dir, "cache")}
 }
 
 // spec decodes cfg (JSON) as the registry does for a backend command.

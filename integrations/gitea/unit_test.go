@@ -1,13 +1,16 @@
 package gitea
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
+	"github.com/rs/zerolog"
 
 	"courier/integrations"
 	"courier/integrations/forge"
@@ -144,5 +147,37 @@ func TestReviewStates(t *testing.T) {
 	})
 	if len(last) != 1 || last[2] != 4 {
 		t.Errorf("last verdicts %v", last)
+	}
+}
+
+// Git data is fetched under the configured url (with its sub-path),
+// whatever the server's clone_url says; a clone_url elsewhere is logged
+// once.
+func TestCloneURLIsUnderTheConfiguredURL(t *testing.T) {
+	var logs bytes.Buffer
+	g, err := New(integrations.Options{ID: "int_1", Logger: zerolog.New(&logs)}, &Config{URL: "https://git.example.com/sub/api/v1", Token: "t", Users: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := func(clone string) *sdk.Repository {
+		return &sdk.Repository{Owner: &sdk.User{UserName: "acme"}, Name: "api", CloneURL: clone}
+	}
+	if u := g.cloneURL(repo("https://git.example.com/sub/acme/api.git")); u != "https://git.example.com/sub/acme/api.git" || logs.Len() != 0 {
+		t.Errorf("same server: %s, logged %q", u, logs.String())
+	}
+	for range 2 {
+		if u := g.cloneURL(repo("http://localhost:3000/acme/api.git")); u != "https://git.example.com/sub/acme/api.git" {
+			t.Errorf("clone_url elsewhere: %s", u)
+		}
+	}
+	if n := strings.Count(logs.String(), "differs from the configured url"); n != 1 {
+		t.Errorf("logged %d times: %s", n, logs.String())
+	}
+	if dir, err := g.cacheDir(); err != nil || !strings.HasSuffix(dir, filepath.Join("courier", "gitea", "int_1", "git")) {
+		t.Errorf("cache folder without Options.CacheDir: %q, %v", dir, err)
+	}
+	g.opts.CacheDir = "/var/cache/x"
+	if dir, _ := g.cacheDir(); dir != filepath.Join("/var/cache/x", "git") {
+		t.Errorf("cache folder: %q", dir)
 	}
 }

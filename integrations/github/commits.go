@@ -16,9 +16,9 @@ import (
 
 // exportCommits exports a repo's commits, branches and tags through the
 // git integration's mirrors (in this integration's cache folder), fetching
-// with the token given on git's command line as an HTTP header scoped to
-// the clone URL's host: it is never written into the mirror, and git's
-// messages are scrubbed of it.
+// with the token given through git's environment as an HTTP header scoped
+// to the clone URL's host: it is never written into the mirror nor on a
+// command line, and git's messages are scrubbed of it.
 func (g *GitHub) exportCommits(ctx context.Context, rs *sessions.Session, r *gh.Repository) error {
 	clone := r.GetCloneURL()
 	if clone == "" {
