@@ -82,11 +82,27 @@ func kvKey(ns, name string) []byte {
 }
 
 func encodeRecord(enqueuedAt time.Time, payload []byte) []byte {
-	b := make([]byte, recordHeader, recordHeader+len(payload))
+	b := make([]byte, recordHeader+len(payload))
+	putRecord(b, enqueuedAt, payload)
+	return b
+}
+
+// putRecord encodes a record into b, which is exactly
+// recordHeader+len(payload) long (a Pebble batch's own memory).
+func putRecord(b []byte, enqueuedAt time.Time, payload []byte) {
 	b[0] = recordVersion
 	binary.BigEndian.PutUint64(b[1:9], uint64(enqueuedAt.UnixNano()))
 	binary.BigEndian.PutUint32(b[9:13], crc32.Checksum(payload, castagnoli))
-	return append(b, payload...)
+	copy(b[recordHeader:], payload)
+}
+
+// putSeqKey writes seqKey(prefix, key, seq) into b, which is exactly
+// len(key)+10 long.
+func putSeqKey(b []byte, prefix byte, key string, seq uint64) {
+	b[0] = prefix
+	copy(b[1:], key)
+	b[1+len(key)] = 0
+	binary.BigEndian.PutUint64(b[2+len(key):], seq)
 }
 
 // decodeRecord returns an error for anything a crash, a bad disk or a bug
