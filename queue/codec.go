@@ -81,12 +81,6 @@ func kvKey(ns, name string) []byte {
 	return append(b, name...)
 }
 
-func encodeRecord(enqueuedAt time.Time, payload []byte) []byte {
-	b := make([]byte, recordHeader+len(payload))
-	putRecord(b, enqueuedAt, payload)
-	return b
-}
-
 // putRecord encodes a record into b, which is exactly
 // recordHeader+len(payload) long (a Pebble batch's own memory).
 func putRecord(b []byte, enqueuedAt time.Time, payload []byte) {
