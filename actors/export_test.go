@@ -1,75 +1,41 @@
 package actors_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"courier/actors"
 	"courier/integrations"
 	"courier/integrations/synthetic"
+	"courier/internal/exporttest"
 	"courier/queue"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+	goleak.VerifyTestMain(m, exporttest.GoleakOptions()...)
 }
 
-// rig is a real agent core: actor system, guardian, queue on disk with the
-// local sink, and the exporter.
+// rig is a real agent core (exporttest.Rig) whose queue delivers to the
+// local sink.
 type rig struct {
-	q   *queue.Queue
-	exp *actors.Exporter
+	*exporttest.Rig
 	out string
 }
 
 func newRig(t *testing.T, opts actors.ExportOptions) *rig {
 	t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	g, err := actors.NewGuardian(sys, actors.GuardianOptions{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "exports")
-	q, err := queue.Open(sys, queue.Options{
-		Dir: filepath.Join(dir, "db"), Logger: log, Linger: time.Millisecond,
-		Router: func(string) queue.Route { return queue.Route{Sink: queue.DirSink{Dir: out}} },
-		Spawn:  func(p *actor.Props, name string) (*actor.PID, error) { return g.Spawn(p, name, actors.Fatal) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Store = actors.QueueStore{Q: q}
-	opts.Log = log
-	if opts.RestartBackoff == 0 {
-		opts.RestartBackoff = 10 * time.Millisecond
-	}
-	exp, err := actors.NewExporter(sys, g, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = q.Close(context.Background())
-		_ = g.Stop()
-		sys.Shutdown()
-	})
-	return &rig{q: q, exp: exp, out: out}
+	r := exporttest.New(t, exporttest.Options{Dir: dir, Level: zerolog.WarnLevel, Echo: true,
+		Sink: queue.DirSink{Dir: out}, Export: opts})
+	return &rig{Rig: r, out: out}
 }
 
 func syntheticSpec(t *testing.T, id, cfg string) actors.IntegrationSpec {
@@ -83,56 +49,15 @@ func syntheticSpec(t *testing.T, id, cfg string) actors.IntegrationSpec {
 
 func (r *rig) run(t *testing.T, spec actors.ExportSpec) actors.ExportResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	job, err := r.exp.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := job.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return r.Run(t, spec)
 }
 
 // drained waits until the local sink has every record and returns the ids
 // written for one integration, with how often each was written.
 func (r *rig) drained(t *testing.T, id string) map[string]int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, err := r.q.Status(context.Background())
-		if err == nil && s.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue did not drain: %+v", s)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	ids := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(r.out, id, "*.ndjson"))
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(nil, 4<<20)
-		for sc.Scan() {
-			var env struct {
-				Seq uint64 `json:"seq"`
-				ID  string `json:"id"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &env); err != nil || env.Seq == 0 && env.ID == "" {
-				t.Fatalf("%s: bad line %q: %v", f, sc.Text(), err)
-			}
-			ids[env.ID]++
-		}
-		fh.Close()
-	}
-	return ids
+	r.Drain(t)
+	return exporttest.DirIDs(t, r.out, id)
 }
 
 func expectAll(t *testing.T, ids map[string]int, orgs, repos, items int) {
@@ -234,7 +159,7 @@ func TestSecondExportIsIncrementalAndReprocessIsFull(t *testing.T) {
 func TestCancel(t *testing.T) {
 	r := newRig(t, actors.ExportOptions{})
 	ctx := context.Background()
-	job, err := r.exp.Start(ctx, actors.ExportSpec{ID: "t5", Integrations: []actors.IntegrationSpec{
+	job, err := r.Exp.Start(ctx, actors.ExportSpec{ID: "t5", Integrations: []actors.IntegrationSpec{
 		syntheticSpec(t, "slow", `{"items_per_repo":1000,"delay_ms":5}`),
 	}})
 	if err != nil {

@@ -1,10 +1,8 @@
 package backend_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,38 +11,10 @@ import (
 	"courier/backend"
 	"courier/backend/devserver"
 	"courier/backend/devserver/devservertest"
+	"courier/internal/exporttest"
 )
 
 const testUA = "courier/1.2.3"
-
-// logBuf collects a logger's output; safe for concurrent writers.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// count is how many lines hold s.
-func (l *logBuf) count(s string) int {
-	n := 0
-	for _, line := range strings.Split(l.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
 
 // rig is a devserver and a client of an agent enrolled with it; its logs
 // are captured at debug level and checked for the API key at the end.
@@ -54,13 +24,13 @@ type rig struct {
 	opts    backend.Options
 	agentID string
 	key     string
-	logs    *logBuf
+	logs    *exporttest.LogBuffer
 }
 
 func newRig(t *testing.T, dopts devserver.Options) *rig {
 	t.Helper()
 	f := devservertest.Start(t, dopts)
-	logs := &logBuf{}
+	logs := &exporttest.LogBuffer{}
 	opts := backend.Options{URL: f.URL, UserAgent: testUA, Timeout: 5 * time.Second,
 		Logger: zerolog.New(logs).Level(zerolog.DebugLevel)}
 	resp, err := backend.Enroll(ctxT(t), opts, enrollReq(f.EnrollCode(t)))

@@ -235,7 +235,7 @@ func TestUnauthorizedLogsOncePerMinute(t *testing.T) {
 	if backend.KindOf(err) != backend.Unauthorized {
 		t.Errorf("poll while revoked: %v", err)
 	}
-	if n := r.logs.count(line); n != 1 {
+	if n := r.logs.Count(line); n != 1 {
 		t.Fatalf("%d lines about the 401 within a minute, want 1:\n%s", n, r.logs)
 	}
 	if !strings.Contains(r.logs.String(), `"level":"error"`) {
@@ -243,7 +243,7 @@ func TestUnauthorizedLogsOncePerMinute(t *testing.T) {
 	}
 	clock = clock.Add(61 * time.Second)
 	_ = sink.Deliver(ctx, "export/i", msgs(1, `{}`))
-	if n := r.logs.count(line); n != 2 {
+	if n := r.logs.Count(line); n != 2 {
 		t.Fatalf("%d lines about the 401 after a minute, want 2", n)
 	}
 

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"courier/backend"
+	"courier/internal/exporttest"
 	"courier/queue"
 )
 
@@ -264,7 +265,7 @@ func gunzip(t *testing.T, b []byte) string {
 // TestKeyNeverLeaks points the client at a hostile server that echoes the
 // Authorization header back in every way it can.
 func TestKeyNeverLeaks(t *testing.T) {
-	var logs logBuf
+	var logs exporttest.LogBuffer
 	echo := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
 		a := r.Header.Get("Authorization")
 		switch {

@@ -1,8 +1,6 @@
 package cli_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"courier/cli"
+	"courier/internal/exporttest"
 )
 
 func writeFile(t *testing.T, dir, name, body string) string {
@@ -27,29 +26,7 @@ func writeFile(t *testing.T, dir, name, body string) string {
 // and counts each record id.
 func exported(t *testing.T, root, id string) map[string]int {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(root, "exports", id, "*.ndjson"))
-	ids := map[string]int{}
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(nil, 4<<20)
-		for sc.Scan() {
-			var env struct {
-				ID      string   `json:"id"`
-				Model   string   `json:"model"`
-				Session []string `json:"session"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &env); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			ids[env.ID]++
-		}
-		fh.Close()
-	}
-	return ids
+	return exporttest.DirIDs(t, filepath.Join(root, "exports"), id)
 }
 
 func TestExportKill9ThenResumeHasNoGap(t *testing.T) {

@@ -52,13 +52,13 @@ func BenchmarkGitExport(b *testing.B) {
 func benchExport(b *testing.B, n int) {
 	src := generatedRepo(b, n)
 	r := newRig(b)
-	r.coll.discard = true
+	r.coll.SetDiscard(true)
 	var (
 		peakMu           sync.Mutex
 		peakHeap, peakOS uint64
 		ms               runtime.MemStats
 	)
-	r.coll.setAfter(func(int) {
+	r.coll.SetAfter(func(int) {
 		peakMu.Lock()
 		defer peakMu.Unlock()
 		runtime.ReadMemStats(&ms)

@@ -538,7 +538,7 @@ func TestExportCancel(t *testing.T) {
 	g := r.newGit(t, src)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r.coll.setAfter(func(n int) {
+	r.coll.SetAfter(func(n int) {
 		if n >= 300 {
 			cancel()
 		}
@@ -568,7 +568,7 @@ func TestExportCheckpointResume(t *testing.T) {
 	g := r.newGit(t, src)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r.coll.setAfter(func(n int) {
+	r.coll.SetAfter(func(n int) {
 		if n >= 2200 {
 			cancel()
 		}
@@ -580,7 +580,7 @@ func TestExportCheckpointResume(t *testing.T) {
 	sent := int(run.Stats().Records["commit"]) + int(run.Stats().Records["repo"])
 	r.waitDelivered(t, sent)
 	r.seen = sent
-	first := byModel(r.coll.take())["commit"]
+	first := byModel(r.coll.Take())["commit"]
 	tok, ok, err := r.store.Token(sessions.TokenPath([]string{testID, "repo:" + strings.TrimSuffix(src, ".git"), "commit"}))
 	if err != nil || !ok {
 		t.Fatalf("no checkpoint token: %v", err)
@@ -589,7 +589,7 @@ func TestExportCheckpointResume(t *testing.T) {
 	if err != nil || len(tips) == 0 {
 		t.Fatalf("checkpoint token %q: %v", tok, err)
 	}
-	r.coll.setAfter(nil)
+	r.coll.SetAfter(nil)
 	second, _, err := r.export(t, context.Background(), g, false)
 	if err != nil {
 		t.Fatal(err)

@@ -7,21 +7,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"courier/actors"
 	"courier/integrations"
+	"courier/internal/exporttest"
 	"courier/queue"
 	"courier/sessions"
 )
@@ -43,14 +41,10 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 	}
-	// protoactor's dead-letter throttle parks a goroutine for one throttle
-	// interval after a message reaches a stopped actor; it ends by itself.
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-		goleak.Cleanup(func(int) {
-			_ = os.RemoveAll(testHome)
-			cleanupGenerated()
-		}))
+	goleak.VerifyTestMain(m, exporttest.GoleakOptions(goleak.Cleanup(func(int) {
+		_ = os.RemoveAll(testHome)
+		cleanupGenerated()
+	}))...)
 }
 
 // git runs git in dir with extra environment and returns its stdout; a
@@ -78,74 +72,16 @@ func gitE(dir string, env []string, stdin io.Reader, args ...string) (string, er
 }
 
 // envelope is one delivered record.
-type envelope struct {
-	Integration string          `json:"integration"`
-	Model       string          `json:"model"`
-	ID          string          `json:"id"`
-	Session     []string        `json:"session"`
-	Data        json.RawMessage `json:"data"`
-}
+type envelope = exporttest.Envelope
 
-// collector is the queue's sink in tests: it keeps every delivered record.
-type collector struct {
-	mu      sync.Mutex
-	got     []envelope
-	discard bool // count only; set before the first export
-	n       int
-	// after, when set (setAfter), is called after each batch with the
-	// total so far, from the delivery actor.
-	after func(n int)
-}
-
-func (c *collector) Deliver(_ context.Context, _ string, batch []queue.Message) error {
-	c.mu.Lock()
-	for _, m := range batch {
-		c.n++
-		if c.discard {
-			continue
-		}
-		var e envelope
-		if err := json.Unmarshal(m.Payload, &e); err != nil {
-			c.mu.Unlock()
-			return queue.Permanent(err)
-		}
-		c.got = append(c.got, e)
-	}
-	n, after := c.n, c.after
-	c.mu.Unlock()
-	if after != nil {
-		after(n)
-	}
-	return nil
-}
-
-func (c *collector) setAfter(f func(n int)) {
-	c.mu.Lock()
-	c.after = f
-	c.mu.Unlock()
-}
-
-func (c *collector) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
-
-// take returns the records delivered since the last take.
-func (c *collector) take() []envelope {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := c.got
-	c.got = nil
-	return out
-}
-
-// rig is the real path: a Pebble queue on disk whose router delivers to a
-// collector, with the session store over it.
+// rig is the real path: a Pebble queue on disk (exporttest.Rig, queue
+// only) whose router delivers to a recorder, with the session store over
+// it.
 type rig struct {
+	*exporttest.Rig
 	q     *queue.Queue
 	store actors.QueueStore
-	coll  *collector
+	coll  *exporttest.Recorder
 	cache string
 	log   zerolog.Logger
 	seen  int // records delivered before the current export
@@ -153,21 +89,8 @@ type rig struct {
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	coll := &collector{}
-	q, err := queue.Open(sys, queue.Options{Dir: t.TempDir(), Logger: log,
-		Router: func(string) queue.Route { return queue.Route{Sink: coll} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = q.Close(context.Background())
-		sys.Shutdown()
-	})
-	return &rig{q: q, store: actors.QueueStore{Q: q}, coll: coll, cache: t.TempDir(), log: log}
+	r := exporttest.New(t, exporttest.Options{QueueOnly: true, Level: zerolog.WarnLevel, Echo: true})
+	return &rig{Rig: r, q: r.Q, store: r.Store, coll: r.Rec, cache: t.TempDir(), log: r.Log}
 }
 
 const testID = "int_git"
@@ -194,18 +117,12 @@ func (r *rig) export(t testing.TB, ctx context.Context, g *Git, reprocess bool) 
 	}
 	r.waitDelivered(t, r.seen+sent)
 	r.seen += sent
-	return r.coll.take(), st, err
+	return r.coll.Take(), st, err
 }
 
 func (r *rig) waitDelivered(t testing.TB, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for r.coll.count() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %d of %d records delivered", r.coll.count(), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	r.WaitDelivered(t, n)
 }
 
 // byModel splits records by model.

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"courier/internal/exporttest"
+
 	"go.uber.org/goleak"
 )
 
@@ -30,7 +32,7 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		// protoactor's dead-letter throttle parks a goroutine for one
 		// throttle interval after a message reaches a stopped actor.
-		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1")); err != nil {
+		if err := goleak.Find(exporttest.GoleakOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}

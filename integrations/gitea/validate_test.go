@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"courier/integrations"
+	"courier/internal/exporttest"
 )
 
 // newGitea builds an instance directly (Validate and Onboard run outside
@@ -36,7 +37,7 @@ func TestValidateNamesWhatIsMissing(t *testing.T) {
 	f.org(org)
 	f.repo(org, "api", true)
 
-	logs := &logBuf{}
+	logs := &exporttest.LogBuffer{}
 	good := newGitea(t, &Config{URL: f.url + "/", Token: f.token, Organizations: []string{org}, Users: []string{eve}, Repos: []string{org + "/api"}}, logs)
 	v := good.Validate(t.Context())
 	if !v.Valid || len(v.Errors) != 0 || v.Details["user"] != "admin1" || v.Details["server_version"] == "" {

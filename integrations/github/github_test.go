@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,14 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"courier/actors"
 	"courier/integrations"
 	"courier/integrations/forge"
-	"courier/queue"
+	"courier/internal/exporttest"
 	"courier/sessions"
 )
 
@@ -39,7 +37,7 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(filepath.Dir(templateRepo))
 	}
 	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1")); err != nil {
+		if err := goleak.Find(exporttest.GoleakOptions()...); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
 		}
@@ -52,105 +50,35 @@ const token = "ghp_S3cr3tT0kenValue0123456789abcdefXYZ"
 // ---- the rig: a real agent core (actors, Pebble queue) recording what
 // reaches the sink ----
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type env struct {
-	Model   string          `json:"model"`
-	ID      string          `json:"id"`
-	Session []string        `json:"session"`
-	Data    json.RawMessage `json:"data"`
-}
+type env = exporttest.Envelope
 
 type rig struct {
+	*exporttest.Rig
 	cache string
-	q     *queue.Queue
-	exp   *actors.Exporter
-	logs  *syncBuf
+	logs  *exporttest.LogBuffer
 	n     int
-
-	mu   sync.Mutex
-	recs []env
-	raw  bytes.Buffer
-	read int
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{logs: &syncBuf{}}
-	log := zerolog.New(r.logs).Level(zerolog.DebugLevel)
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	g, err := actors.NewGuardian(sys, actors.GuardianOptions{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	sink := queue.SinkFunc(func(_ context.Context, _ string, batch []queue.Message) error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, m := range batch {
-			var e env
-			if err := json.Unmarshal(m.Payload, &e); err != nil {
-				return err
+	r := &rig{cache: filepath.Join(dir, "cache")}
+	r.Rig = exporttest.New(t, exporttest.Options{Dir: dir,
+		Export: actors.ExportOptions{CacheDir: func(id string) string { return filepath.Join(dir, "cache", id) }},
+		AfterStop: func() {
+			// No credential in any log line or record.
+			logs := r.logs.String()
+			if strings.Contains(logs, token) || strings.Contains(logs, basicAuth(token)) {
+				t.Errorf("a log line shows the token:\n%s", logs)
 			}
-			r.recs = append(r.recs, e)
-			r.raw.Write(m.Payload)
-		}
-		return nil
-	})
-	q, err := queue.Open(sys, queue.Options{
-		Dir: filepath.Join(dir, "db"), Logger: log, Linger: time.Millisecond,
-		Router: func(string) queue.Route { return queue.Route{Sink: sink} },
-		Spawn:  func(p *actor.Props, name string) (*actor.PID, error) { return g.Spawn(p, name, actors.Fatal) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp, err := actors.NewExporter(sys, g, actors.ExportOptions{
-		Store: actors.QueueStore{Q: q}, Log: log, RestartBackoff: 10 * time.Millisecond,
-		CacheDir: func(id string) string { return filepath.Join(dir, "cache", id) },
-		IntegrationLogger: func(id string) (zerolog.Logger, io.Closer) {
-			return log.With().Str("integration", id).Logger(), io.NopCloser(nil)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.q, r.exp, r.cache = q, exp, filepath.Join(dir, "cache")
-	t.Cleanup(func() {
-		_ = q.Close(context.Background())
-		_ = g.Stop()
-		sys.Shutdown()
-		// No credential in any log line or record.
-		logs := r.logs.String()
-		if strings.Contains(logs, token) || strings.Contains(logs, basicAuth(token)) {
-			t.Errorf("a log line shows the token:\n%s", logs)
-		}
-		if os.Getenv("COURIER_TEST_LOGS") != "" {
-			t.Logf("logs:\n%s", logs)
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if strings.Contains(r.raw.String(), token) || strings.Contains(r.raw.String(), basicAuth(token)) {
-			t.Error("a record holds the token")
-		}
-	})
+			if os.Getenv("COURIER_TEST_LOGS") != "" {
+				t.Logf("logs:\n%s", logs)
+			}
+			if raw := r.Rec.Raw(); strings.Contains(raw, token) || strings.Contains(raw, basicAuth(token)) {
+				t.Error("a record holds the token")
+			}
+		}})
+	r.logs = r.LogBuf
 	return r
 }
 
@@ -169,32 +97,9 @@ func cfgJSON(t *testing.T, f *fakeGH, extra string) integrations.Config {
 func (r *rig) export(t *testing.T, cfg integrations.Config) (actors.IntegrationResult, []env) {
 	t.Helper()
 	r.n++
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	job, err := r.exp.Start(ctx, actors.ExportSpec{ID: fmt.Sprintf("e%d", r.n), Integrations: []actors.IntegrationSpec{{ID: "gh", Type: Type, Config: cfg}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := job.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, err := r.q.Status(ctx)
-		if err == nil && s.Pending == 0 && s.Delivering == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue did not drain: %+v", s)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := slices.Clone(r.recs[r.read:])
-	r.read = len(r.recs)
-	return res.Integrations[0], out
+	res := r.Run(t, actors.ExportSpec{ID: fmt.Sprintf("e%d", r.n), Integrations: []actors.IntegrationSpec{{ID: "gh", Type: Type, Config: cfg}}})
+	r.Drain(t)
+	return res.Integrations[0], r.Records()
 }
 
 // byModel groups records: model -> ids.
