@@ -54,7 +54,7 @@ func ExportRemote(ctx context.Context, rs *sessions.Session, r Remote) (commits 
 	// replace what the caller gives) and the caller's configuration.
 	args := []string{"-c", "credential.helper=", "--git-dir=" + spec.mirror, "fetch", "--prune", "--no-tags",
 		"--no-write-fetch-head", "--no-recurse-submodules", "--progress", "--", spec.source}
-	if _, err := (gitCmd{dir: spec.mirror, secrets: spec.secrets, onStderr: touch, config: r.Config, args: append(args, mirrorRefspecs...)}).output(ctx); err != nil {
+	if _, err := (gitCmd{dir: spec.mirror, secrets: spec.secrets, onStderr: touch, config: append(spec.config, r.Config...), args: append(args, mirrorRefspecs...)}).output(ctx); err != nil {
 		return 0, entity(fmt.Errorf("update mirror: %w", err))
 	}
 	branches, tags, err := listRefs(ctx, spec)

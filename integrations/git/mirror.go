@@ -52,7 +52,7 @@ func probe(ctx context.Context, r repoSpec, workDir string) (string, error) {
 			return "", redactedErr(err, r)
 		}
 	}
-	out, err := gitCmd{dir: workDir, secrets: r.secrets,
+	out, err := gitCmd{dir: workDir, secrets: r.secrets, config: r.config,
 		args: []string{"ls-remote", "--symref", "--", r.source, "HEAD"}}.output(ctx)
 	if err != nil {
 		return "", err
@@ -89,7 +89,7 @@ func updateMirror(ctx context.Context, r repoSpec, touch func()) error {
 	}
 	args := append([]string{"--git-dir=" + r.mirror, "fetch", "--prune", "--no-tags", "--no-write-fetch-head",
 		"--no-recurse-submodules", "--progress", "--", r.source}, mirrorRefspecs...)
-	_, err := gitCmd{dir: r.mirror, secrets: r.secrets, onStderr: touch, args: args}.output(ctx)
+	_, err := gitCmd{dir: r.mirror, secrets: r.secrets, config: r.config, onStderr: touch, args: args}.output(ctx)
 	return err
 }
 

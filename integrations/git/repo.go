@@ -2,6 +2,7 @@ package git
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,6 +29,10 @@ type repoSpec struct {
 	local bool
 	// secrets are strings to scrub from git's messages (userinfo parts).
 	secrets []string
+	// config is per-command git configuration: the credentials of an
+	// http(s) URL, as an Authorization header given through the
+	// environment, so that they are never on a command line (ps).
+	config [][2]string
 	// mirror is the bare mirror's folder (set by the integration).
 	mirror string
 }
@@ -57,6 +62,17 @@ func parseRepo(index int, raw string) (repoSpec, error) {
 		s.secrets = secretsOf(u)
 		s.source = v
 		s.display = redactURL(u)
+		if (u.Scheme == "http" || u.Scheme == "https") && u.User != nil {
+			// git would take user:password from the URL on its command
+			// line; give them as a header through the environment instead.
+			pass, _ := u.User.Password()
+			basic := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pass))
+			bare := *u
+			bare.User = nil
+			s.source = bare.String()
+			s.config = [][2]string{{"http." + u.Scheme + "://" + u.Host + "/.extraHeader", "Authorization: Basic " + basic}}
+			s.secrets = append(s.secrets, basic)
+		}
 		if u.Scheme == "file" {
 			if u.Path == "" {
 				return s, errors.New("file URL without a path")
