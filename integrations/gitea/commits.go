@@ -40,7 +40,7 @@ func (g *Gitea) exportCommits(ctx context.Context, rs *sessions.Session, repo *s
 		URL:      clone,
 		CacheDir: cache,
 		Config:   [][2]string{{"http." + g.base + "/.extraHeader", "Authorization: Basic " + basic}},
-		Secrets:  []string{basic, g.cfg.Token},
+		Secrets:  []string{basic, string(g.cfg.Token)},
 	})
 	if err != nil {
 		// git's messages are already scrubbed of Secrets.

@@ -12,6 +12,7 @@ import (
 	sdk "code.gitea.io/sdk/gitea"
 
 	"courier/actors"
+	"courier/integrations"
 	"courier/integrations/forge"
 	"courier/integrations/git"
 )
@@ -427,7 +428,7 @@ func TestBadTokenFailsClearlyWithoutLeakingIt(t *testing.T) {
 	}
 
 	// Validate says what is wrong, without the token either.
-	g := newGitea(t, &Config{URL: f.url, Token: bad, Organizations: []string{"whatever"}}, nil)
+	g := newGitea(t, &Config{URL: f.url, Token: integrations.Secret(bad), Organizations: []string{"whatever"}}, nil)
 	v := g.Validate(t.Context())
 	if v.Valid || len(v.Errors) != 1 || !strings.HasPrefix(v.Errors[0], "token: rejected by "+f.url+" (HTTP 401)") {
 		t.Fatalf("validation with a bad token: %+v", v)

@@ -59,7 +59,7 @@ type Config struct {
 	// is accepted and dropped.
 	URL string `json:"url" yaml:"url"`
 	// Token is an access token; it is a secret and never logged.
-	Token string `json:"token" yaml:"token"`
+	Token integrations.Secret `json:"token" yaml:"token"`
 	// Organizations whose repositories (and members) are exported.
 	Organizations []string `json:"organizations" yaml:"organizations"`
 	// Users whose own repositories (and account) are exported.
@@ -94,9 +94,9 @@ func (c *Config) Validate() error {
 	if _, err := baseURL(c.URL); err != nil {
 		errs = append(errs, err)
 	}
-	if strings.TrimSpace(c.Token) == "" {
+	if strings.TrimSpace(string(c.Token)) == "" {
 		errs = append(errs, errors.New("token: required (a Gitea access token with read scopes)"))
-	} else if strings.ContainsAny(c.Token, " \t\r\n") {
+	} else if strings.ContainsAny(string(c.Token), " \t\r\n") {
 		errs = append(errs, errors.New("token: contains white space (a copy-paste mistake?)"))
 	}
 	if len(c.Organizations)+len(c.Users)+len(c.Repos) == 0 {
@@ -220,7 +220,7 @@ func (g *Gitea) progress(done, total int64) {
 func (g *Gitea) client(ctx context.Context) (*sdk.Client, string, error) {
 	opts := []sdk.ClientOption{
 		sdk.SetHTTPClient(g.http),
-		sdk.SetToken(g.cfg.Token),
+		sdk.SetToken(string(g.cfg.Token)),
 		sdk.SetContext(ctx),
 		sdk.SetUserAgent(userAgent),
 	}
@@ -318,13 +318,13 @@ func (g *Gitea) redact(s string) string {
 	if g.cfg.Token == "" {
 		return s
 	}
-	return strings.ReplaceAll(s, g.cfg.Token, "[redacted]")
+	return strings.ReplaceAll(s, string(g.cfg.Token), "[redacted]")
 }
 
 // scrub returns err, or an error with its text redacted if it held the
 // token (losing its chain: a secret matters more).
 func (g *Gitea) scrub(err error) error {
-	if err == nil || g.cfg.Token == "" || !strings.Contains(err.Error(), g.cfg.Token) {
+	if err == nil || string(g.cfg.Token) == "" || !strings.Contains(err.Error(), string(g.cfg.Token)) {
 		return err
 	}
 	return errors.New(g.redact(err.Error()))

@@ -38,7 +38,7 @@ func TestValidateNamesWhatIsMissing(t *testing.T) {
 	f.repo(org, "api", true)
 
 	logs := &exporttest.LogBuffer{}
-	good := newGitea(t, &Config{URL: f.url + "/", Token: f.token, Organizations: []string{org}, Users: []string{eve}, Repos: []string{org + "/api"}}, logs)
+	good := newGitea(t, &Config{URL: f.url + "/", Token: integrations.Secret(f.token), Organizations: []string{org}, Users: []string{eve}, Repos: []string{org + "/api"}}, logs)
 	v := good.Validate(t.Context())
 	if !v.Valid || len(v.Errors) != 0 || v.Details["user"] != "admin1" || v.Details["server_version"] == "" {
 		t.Fatalf("valid config: %+v", v)
@@ -47,7 +47,7 @@ func TestValidateNamesWhatIsMissing(t *testing.T) {
 		t.Errorf("reachable %v", v.Details["reachable"])
 	}
 
-	bad := newGitea(t, &Config{URL: f.url, Token: f.token, Organizations: []string{org, "no-such-org"},
+	bad := newGitea(t, &Config{URL: f.url, Token: integrations.Secret(f.token), Organizations: []string{org, "no-such-org"},
 		Users: []string{"no-such-user"}, Repos: []string{org + "/api", org + "/no-such-repo"}}, logs)
 	v = bad.Validate(t.Context())
 	if v.Valid || len(v.Errors) != 3 {
@@ -71,7 +71,7 @@ func TestOnboardListsReposAndUsers(t *testing.T) {
 	f.repo(org, "one", true)
 	f.repo(org, "two", true)
 	f.repo(fay, "own", false)
-	g := newGitea(t, &Config{URL: f.url, Token: f.token, Organizations: []string{org}, Users: []string{fay}}, nil)
+	g := newGitea(t, &Config{URL: f.url, Token: integrations.Secret(f.token), Organizations: []string{org}, Users: []string{fay}}, nil)
 
 	var repos, users []string
 	if err := g.Onboard(t.Context(), integrations.ObjectRepos, func(o integrations.Object) error {

@@ -60,32 +60,6 @@ func init() {
 	})
 }
 
-// Secret is a credential. It prints, logs and marshals as "[redacted]";
-// only the HTTP layer reads its value.
-type Secret string
-
-const redacted = "[redacted]"
-
-// String hides the value.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// GoString hides the value from %#v.
-func (s Secret) GoString() string { return `"` + s.String() + `"` }
-
-// MarshalJSON hides the value.
-func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
-
-// MarshalYAML hides the value.
-func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
-
-// MarshalText hides the value (zerolog, encoding/xml, map keys).
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
 // Config of the github integration.
 type Config struct {
 	// URL is the API's base: the public API by default; for GitHub
@@ -94,7 +68,7 @@ type Config struct {
 	URL string `json:"url" yaml:"url"`
 	// Token is a personal access token (classic or fine-grained) or an
 	// app installation token.
-	Token Secret `json:"token" yaml:"token"`
+	Token integrations.Secret `json:"token" yaml:"token"`
 	// Organizations whose repos (and members) are exported.
 	Organizations []string `json:"organizations" yaml:"organizations"`
 	// Users whose own repos (and who themselves) are exported.

@@ -41,10 +41,10 @@ func init() {
 type Config struct {
 	// URL is the site: https://acme.atlassian.net, or a Data Center base
 	// URL, possibly with a context path (https://jira.corp/jira).
-	URL                 string `json:"url" yaml:"url"`
-	Email               string `json:"email" yaml:"email"`
-	APIToken            string `json:"api_token" yaml:"api_token"`
-	PersonalAccessToken string `json:"personal_access_token" yaml:"personal_access_token"`
+	URL                 string              `json:"url" yaml:"url"`
+	Email               string              `json:"email" yaml:"email"`
+	APIToken            integrations.Secret `json:"api_token" yaml:"api_token"`
+	PersonalAccessToken integrations.Secret `json:"personal_access_token" yaml:"personal_access_token"`
 	// Projects, when given, are the only project keys exported.
 	Projects []string `json:"projects" yaml:"projects"`
 	// CAFile adds a PEM bundle to the system's roots (a private CA).
@@ -83,7 +83,7 @@ func (c *Config) Validate() error {
 	if cloud && c.Email != "" && !strings.Contains(c.Email, "@") {
 		errs = append(errs, errors.New("email: not an email address"))
 	}
-	for name, v := range map[string]string{"api_token": c.APIToken, "personal_access_token": c.PersonalAccessToken} {
+	for name, v := range map[string]string{"api_token": string(c.APIToken), "personal_access_token": string(c.PersonalAccessToken)} {
 		if v != "" && strings.TrimSpace(v) != v {
 			errs = append(errs, fmt.Errorf("%s: has leading or trailing spaces", name))
 		}
@@ -187,9 +187,9 @@ func New(opts integrations.Options, cfg *Config) (*Jira, error) {
 	}
 	base, _ := parseBaseURL(cfg.URL)
 	j := &Jira{opts: opts, cfg: *cfg, host: base.Host}
-	auth := basicAuth(cfg.Email, cfg.APIToken)
+	auth := basicAuth(cfg.Email, string(cfg.APIToken))
 	if cfg.PersonalAccessToken != "" {
-		auth = "Bearer " + cfg.PersonalAccessToken
+		auth = "Bearer " + string(cfg.PersonalAccessToken)
 	}
 	tr, err := httpx.New(httpx.Options{
 		CAFile:         cfg.CAFile,
