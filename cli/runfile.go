@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"courier/config"
+	"courier/internal/atomicfile"
 )
 
 // runInfo is run/service.json: how the commands that talk to a running
@@ -29,12 +30,7 @@ func writeRunInfo(l config.Layout, ri runInfo) error {
 	if err != nil {
 		return err
 	}
-	path := runFile(l)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(runFile(l), b, 0o600)
 }
 
 func readRunInfo(l config.Layout) (runInfo, error) {

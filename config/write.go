@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"courier/internal/atomicfile"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -104,7 +105,7 @@ func Save(path string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, data, fileMode); err != nil {
+	if err := atomicfile.Write(path, data, fileMode); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
@@ -160,49 +161,4 @@ func addComments(n *yaml.Node, prefix string) {
 		k.HeadComment = comments[path]
 		addComments(v, path)
 	}
-}
-
-// writeFileAtomic replaces path with data: write a temporary file in the
-// same folder (a rename is only atomic within one filesystem), fsync it,
-// rename it over path, then fsync the folder so the rename itself survives
-// a power cut.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	// CreateTemp already uses 0600; Chmod states the mode instead of relying
-	// on that, and is not affected by the umask.
-	if err = tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"courier/internal/atomicfile"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,12 +68,7 @@ func (s DirSink) Deliver(_ context.Context, key string, batch []Message) error {
 	}
 	// The batch is settled (deleted from the queue) once this returns, so
 	// the rename itself must be on disk first.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(dir)
 }
 
 // WithSeq puts "seq":N in front of a stored record, which makes the upload

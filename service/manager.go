@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"courier/internal/atomicfile"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -125,7 +126,7 @@ func (m *Manager) Install(opts UnitOptions) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(m.UnitPath(), unit, 0o644); err != nil {
+	if err := atomicfile.Write(m.UnitPath(), unit, 0o644); err != nil {
 		return fmt.Errorf("service: writing the unit: %w", err)
 	}
 	for _, args := range [][]string{
@@ -327,43 +328,6 @@ func checkExecutable(path string) error {
 		return fmt.Errorf("service: binary %s is not an executable file", path)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data (temporary file, fsync, rename,
-// fsync of the folder), so a crash never leaves a torn unit.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
 }
 
 // shellJoin writes args as a POSIX shell command line, quoting where needed.
