@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -172,13 +171,8 @@ func active(nodes []sessions.Node) *sessions.Node {
 
 func total(m map[string]int64) int64 {
 	var t int64
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		t += m[k]
+	for _, n := range m {
+		t += n
 	}
 	return t
 }
