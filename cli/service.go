@@ -39,6 +39,26 @@ func absRoot(e *env) (string, error) {
 	return root, nil
 }
 
+// serviceAction is the part the service subcommands share: no arguments,
+// the command's env and --root as an absolute path.
+func serviceAction(name string, run func(c *ucli.Context, e *env, root string) error) ucli.ActionFunc {
+	return func(c *ucli.Context) error {
+		if c.NArg() > 0 {
+			return usageError("service %s takes no arguments, got %q", name, c.Args().Slice())
+		}
+		e, err := setup(c, "service-"+name, false)
+		if err != nil {
+			return err
+		}
+		defer e.close()
+		root, err := absRoot(e)
+		if err != nil {
+			return err
+		}
+		return run(c, e, root)
+	}
+}
+
 // serviceExit gives the errors of package service their exit code.
 func serviceExit(err error) error {
 	var ue *service.UnavailableError
@@ -70,19 +90,7 @@ func serviceInstallCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "binary", Usage: "the courier executable the unit runs (default: this one)"},
 			&ucli.StringFlag{Name: "user", Usage: "run the service as this `USER`; it must own --root unless that is " + service.StateRoot + " (default: the owner of --root, root if it does not exist yet)"},
 		}, systemdFlags()...),
-		Action: func(c *ucli.Context) error {
-			if c.NArg() > 0 {
-				return usageError("service install takes no arguments, got %q", c.Args().Slice())
-			}
-			e, err := setup(c, "service-install", false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			root, err := absRoot(e)
-			if err != nil {
-				return err
-			}
+		Action: serviceAction("install", func(c *ucli.Context, e *env, root string) error {
 			binary, err := binaryPath(c.String("binary"))
 			if err != nil {
 				return err
@@ -107,7 +115,7 @@ func serviceInstallCommand() *ucli.Command {
 			_, err = fmt.Fprintf(e.stdout, "installed %s: enabled and running as %s (runs %s --root %s; logs: journalctl -u %s)\n",
 				m.UnitPath(), orRoot(opts.User), binary, root, service.UnitName)
 			return err
-		},
+		}),
 	}
 }
 
@@ -117,21 +125,9 @@ func serviceUninstallCommand() *ucli.Command {
 		OnUsageError: usageExit,
 		Usage:        "stop and disable " + service.UnitName + " and remove it; the root folder is kept",
 		Flags:        systemdFlags(),
-		Action: func(c *ucli.Context) error {
-			if c.NArg() > 0 {
-				return usageError("service uninstall takes no arguments, got %q", c.Args().Slice())
-			}
-			e, err := setup(c, "service-uninstall", false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			root, err := absRoot(e)
-			if err != nil {
-				return err
-			}
+		Action: serviceAction("uninstall", func(c *ucli.Context, e *env, root string) error {
 			m := serviceManager(c, root)
-			err = m.Uninstall()
+			err := m.Uninstall()
 			switch {
 			case errors.Is(err, service.ErrNotInstalled):
 				_, err = fmt.Fprintf(e.stdout, "%s is not installed; nothing to do\n", service.UnitName)
@@ -141,7 +137,7 @@ func serviceUninstallCommand() *ucli.Command {
 			}
 			_, err = fmt.Fprintf(e.stdout, "removed %s; %s (config, queue, logs) is kept\n", m.UnitPath(), root)
 			return err
-		},
+		}),
 	}
 }
 
@@ -151,19 +147,7 @@ func serviceStatusCommand() *ucli.Command {
 		OnUsageError: usageExit,
 		Usage:        "show whether " + service.UnitName + " is installed, enabled and running",
 		Flags:        systemdFlags(),
-		Action: func(c *ucli.Context) error {
-			if c.NArg() > 0 {
-				return usageError("service status takes no arguments, got %q", c.Args().Slice())
-			}
-			e, err := setup(c, "service-status", false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			root, err := absRoot(e)
-			if err != nil {
-				return err
-			}
+		Action: serviceAction("status", func(c *ucli.Context, e *env, root string) error {
 			s, err := serviceManager(c, root).Status()
 			if errors.Is(err, service.ErrNotInstalled) {
 				return withCode(ExitUnavailable, err)
@@ -173,7 +157,7 @@ func serviceStatusCommand() *ucli.Command {
 			}
 			_, err = fmt.Fprint(e.stdout, s)
 			return err
-		},
+		}),
 	}
 }
 
