@@ -14,6 +14,10 @@ import (
 type Remote struct {
 	// URL is the clone URL, without credentials.
 	URL string
+	// Name, when set, is the repo's name in record ids and session paths
+	// ("owner/name"); otherwise it is derived from URL's path, which for a
+	// server under a sub-path would carry the sub-path too.
+	Name string
 	// CacheDir is where the mirrors live (the calling integration's cache).
 	CacheDir string
 	// Config is git configuration for the fetch only, e.g.
@@ -36,6 +40,9 @@ func ExportRemote(ctx context.Context, rs *sessions.Session, r Remote) (commits 
 	spec, err := parseRepo(0, r.URL)
 	if err != nil {
 		return 0, entity(err)
+	}
+	if r.Name != "" {
+		spec.name = r.Name
 	}
 	spec.secrets = append(spec.secrets, r.Secrets...)
 	spec.mirror = filepath.Join(r.CacheDir, mirrorDirName(spec))

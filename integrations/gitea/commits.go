@@ -38,6 +38,7 @@ func (g *Gitea) exportCommits(ctx context.Context, rs *sessions.Session, repo *s
 	basic := base64.StdEncoding.EncodeToString([]byte(gitUser + ":" + g.cfg.Token))
 	n, err := git.ExportRemote(ctx, rs, git.Remote{
 		URL:      clone,
+		Name:     repo.FullName,
 		CacheDir: cache,
 		Config:   [][2]string{{"http." + g.base + "/.extraHeader", "Authorization: Basic " + basic}},
 		Secrets:  []string{basic, string(g.cfg.Token)},
