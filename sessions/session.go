@@ -321,6 +321,21 @@ func (s *Session) Checkpoint(ctx context.Context, token string) error {
 	return nil
 }
 
+// abandonRunning ends, as failed, every descendant still running: a repo
+// that fails takes the model session it was exporting with it, so progress
+// never shows a session running under a failed one.
+func (s *Session) abandonRunning() {
+	s.mu.Lock()
+	kids := append([]*Session(nil), s.kids...)
+	s.mu.Unlock()
+	for _, k := range kids {
+		if k.State() == Running {
+			k.setState(Failed)
+		}
+		k.abandonRunning()
+	}
+}
+
 // Abandon ends the session as failed without reporting an entity error:
 // for a session whose parent reports the failure (a repo that failed
 // while one of its models was exporting). Its token stays as it was.
@@ -330,6 +345,7 @@ func (s *Session) Abandon() { s.setState(Failed) }
 // is listed in the export's entity errors, and the export goes on.
 func (s *Session) Fail(err error) {
 	s.setState(Failed)
+	s.abandonRunning()
 	s.run.mu.Lock()
 	s.run.entityErrors = append(s.run.entityErrors, EntityError{Path: s.Path(), Error: err.Error()})
 	s.run.mu.Unlock()

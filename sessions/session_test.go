@@ -183,7 +183,14 @@ func TestUnfinishedOrFailedSessionKeepsOldToken(t *testing.T) {
 	}
 	st.failKey = false
 	s3.Fail(errors.New("repo unreachable"))
-	if ee := failing.Stats().EntityErrors; len(ee) != 1 || ee[0].Error != "repo unreachable" {
+	// A failed session takes its running descendants with it.
+	repo := failing.Root().Track("repo:x")
+	model, _, _ := repo.Open("commit")
+	repo.Fail(errors.New("fetch failed"))
+	if model.State() != sessions.Failed {
+		t.Fatalf("model session under a failed repo is %s", model.State())
+	}
+	if ee := failing.Stats().EntityErrors; len(ee) != 2 || ee[0].Error != "repo unreachable" {
 		t.Fatalf("entity errors %+v", ee)
 	}
 	check := sessions.NewRun(sessions.RunOptions{IntegrationID: "i", Store: st})
