@@ -197,9 +197,14 @@ func (s *Service) accept(ctx context.Context, c backend.Command) error {
 	if c.ID == "" {
 		return errors.New("command without an id")
 	}
-	_, known, err := s.journal.Get(c.ID)
+	prev, known, err := s.journal.Get(c.ID)
 	if err != nil {
 		return err
+	}
+	if known && prev.State != journalDone {
+		// Journaled but not finished (its resume may have failed): make
+		// sure it runs; the router ignores it if it is running already.
+		s.sys.Root.Send(s.router, &dispatchMsg{entry: prev})
 	}
 	if !known {
 		e := JournalEntry{Command: c, State: journalAccepted, ReceivedAt: time.Now().UTC()}
@@ -238,18 +243,26 @@ func (s *Service) heartbeat(ctx context.Context) error {
 type (
 	dispatchMsg struct{ entry JournalEntry }
 	runningReq  struct{ reply chan []string }
-	jobStarted  struct {
+	// The messages from a command's goroutines carry the *running they
+	// belong to: after a restart of the router the same command may be
+	// running again, and a late message of the old run must not act on it.
+	jobStarted struct {
 		id  string
+		run *running
 		job *Job
 		err error
 	}
 	// cmdDone carries a finished command's result; the router stores it.
 	cmdDone struct {
 		id     string
+		run    *running
 		result backend.Result
 	}
 	// resultStored says the result is durable and the journal updated.
-	resultStored   struct{ id string }
+	resultStored struct {
+		id  string
+		run *running
+	}
 	shutdownReq    struct{ reply chan struct{} }
 	progressTick   struct{}
 	progressPosted struct{ run *running }
@@ -257,15 +270,17 @@ type (
 
 // running is one command being run.
 type running struct {
-	entry       JournalEntry
-	started     time.Time
-	job         *Job
-	cancel      context.CancelFunc
-	integration []string // integration ids an export holds
-	cancelled   bool
-	finishing   bool
-	lastProgres string
-	posting     bool
+	entry        JournalEntry
+	started      time.Time
+	job          *Job
+	cancel       context.CancelFunc
+	integration  []string // integration ids an export holds
+	cancelled    bool
+	finishing    bool
+	lastProgress string
+	// startWritten is closed once markStarted's journal write is done.
+	startWritten chan struct{}
+	posting      bool
 }
 
 // router runs commands: one at a time per integration, each exactly once,
@@ -290,7 +305,7 @@ func (r *router) shutdown(ctx actor.Context, m *shutdownReq) {
 	r.waiting = nil
 	for _, w := range waiting {
 		r.track(w, nil)
-		r.finish(ctx, w.Command.ID, backend.Result{Status: ResultCancelled, Error: "the agent shut down before it started"})
+		r.finish(w.Command.ID, backend.Result{Status: ResultCancelled, Error: "the agent shut down before it started"})
 	}
 	for _, run := range r.running {
 		run.cancelled = true
@@ -337,11 +352,17 @@ func (r *router) Receive(ctx actor.Context) {
 	case *dispatchMsg:
 		r.dispatch(ctx, m.entry)
 	case *jobStarted:
-		r.onJobStarted(m)
+		if r.current(m.id, m.run) {
+			r.onJobStarted(m)
+		}
 	case *cmdDone:
-		r.finish(ctx, m.id, m.result)
+		if r.current(m.id, m.run) {
+			r.finish(m.id, m.result)
+		}
 	case *resultStored:
-		r.onStored(ctx, m.id)
+		if r.current(m.id, m.run) {
+			r.onStored(ctx, m.id)
+		}
 	case *shutdownReq:
 		r.shutdown(ctx, m)
 	case *runningReq:
@@ -358,6 +379,9 @@ func (r *router) Receive(ctx actor.Context) {
 		r.stop()
 	}
 }
+
+// current reports whether run is the live run of command id.
+func (r *router) current(id string, run *running) bool { return run != nil && r.running[id] == run }
 
 // goFn runs fn in a goroutine that the router waits for when it stops.
 func (r *router) goFn(fn func()) {
@@ -412,11 +436,14 @@ func (r *router) dispatch(ctx actor.Context, e JournalEntry) {
 	if _, ok := r.running[c.ID]; ok || r.draining != nil {
 		return // running, or shutting down: the journal keeps it for the next start
 	}
+	if cur, ok, err := r.s.journal.Get(c.ID); err == nil && ok && cur.State == journalDone {
+		return // a late dispatch of a command that has its result already
+	}
 	log := r.log.With().Str(logging.FieldCommand, c.ID).Str("type", c.Type).Logger()
 	if e.StartedAt.IsZero() && c.ExpiresAt != nil && time.Now().After(*c.ExpiresAt) {
 		log.Warn().Time("expired_at", *c.ExpiresAt).Msg("command expired before it started; not running it")
 		r.track(e, nil)
-		r.finish(ctx, c.ID, backend.Result{Status: ResultExpired, Error: fmt.Sprintf("expired at %s before it started", c.ExpiresAt.UTC().Format(time.RFC3339))})
+		r.finish(c.ID, backend.Result{Status: ResultExpired, Error: fmt.Sprintf("expired at %s before it started", c.ExpiresAt.UTC().Format(time.RFC3339))})
 		return
 	}
 	switch c.Type {
@@ -428,10 +455,10 @@ func (r *router) dispatch(ctx actor.Context, e JournalEntry) {
 		r.startTask(ctx, e, r.onboard)
 	case CommandCancel:
 		r.track(e, nil)
-		r.finish(ctx, c.ID, r.cancelCmd(c))
+		r.finish(c.ID, r.cancelCmd(c))
 	default:
 		r.track(e, nil)
-		r.finish(ctx, c.ID, backend.Result{Status: ResultFailed, Error: fmt.Sprintf("unknown command type %q (this agent runs export, validate-config, export-onboard-data and cancel)", c.Type)})
+		r.finish(c.ID, backend.Result{Status: ResultFailed, Error: fmt.Sprintf("unknown command type %q (this agent runs export, validate-config, export-onboard-data and cancel)", c.Type)})
 	}
 }
 
@@ -481,12 +508,12 @@ func (r *router) startExport(ctx actor.Context, e JournalEntry, log zerolog.Logg
 	var p exportParams
 	if err := decodeParams(c.Params, &p); err != nil {
 		r.track(e, nil)
-		r.finish(ctx, c.ID, failedParams(err))
+		r.finish(c.ID, failedParams(err))
 		return
 	}
 	if len(p.Integrations) == 0 {
 		r.track(e, nil)
-		r.finish(ctx, c.ID, failedParams(errors.New("no integrations")))
+		r.finish(c.ID, failedParams(errors.New("no integrations")))
 		return
 	}
 	spec := ExportSpec{ID: c.ID, CommandID: c.ID, Reprocess: p.ReprocessHistorical}
@@ -494,7 +521,7 @@ func (r *router) startExport(ctx actor.Context, e JournalEntry, log zerolog.Logg
 		is, err := ip.spec()
 		if err != nil {
 			r.track(e, nil)
-			r.finish(ctx, c.ID, failedParams(fmt.Errorf("integrations[%d]: %w", i, err)))
+			r.finish(c.ID, failedParams(fmt.Errorf("integrations[%d]: %w", i, err)))
 			return
 		}
 		spec.Integrations = append(spec.Integrations, is)
@@ -517,19 +544,19 @@ func (r *router) startExport(ctx actor.Context, e JournalEntry, log zerolog.Logg
 		r.busy[is.ID] = c.ID
 		run.integration = append(run.integration, is.ID)
 	}
-	r.markStarted(e)
+	r.markStarted(run)
 	if r.s.opts.Ships != nil {
 		r.s.opts.Ships.Track(c.ID)
 	}
 	self, sys := ctx.Self(), ctx.ActorSystem()
 	r.goFn(func() {
 		job, err := r.s.opts.Exporter.Start(r.ctx, spec)
-		sys.Root.Send(self, &jobStarted{id: c.ID, job: job, err: err})
+		sys.Root.Send(self, &jobStarted{id: c.ID, run: run, job: job, err: err})
 		if err != nil {
 			return
 		}
 		res, _ := job.Wait(context.Background())
-		sys.Root.Send(self, &cmdDone{id: c.ID, result: exportResult(res, job)})
+		sys.Root.Send(self, &cmdDone{id: c.ID, run: run, result: exportResult(res, job)})
 	})
 }
 
@@ -560,7 +587,7 @@ func (r *router) onJobStarted(m *jobStarted) {
 		return
 	}
 	if m.err != nil {
-		r.s.sys.Root.Send(r.selfPID(), &cmdDone{id: m.id, result: backend.Result{Status: ResultFailed, Error: m.err.Error()}})
+		r.s.sys.Root.Send(r.selfPID(), &cmdDone{id: m.id, run: run, result: backend.Result{Status: ResultFailed, Error: m.err.Error()}})
 		return
 	}
 	run.job = m.job
@@ -577,8 +604,8 @@ type task func(ctx context.Context, c backend.Command) (any, error)
 
 func (r *router) startTask(ctx actor.Context, e JournalEntry, fn task) {
 	tctx, cancel := context.WithCancel(r.ctx)
-	r.track(e, cancel)
-	r.markStarted(e)
+	run := r.track(e, cancel)
+	r.markStarted(run)
 	self, sys := ctx.Self(), ctx.ActorSystem()
 	c := e.Command
 	r.goFn(func() {
@@ -602,18 +629,24 @@ func (r *router) startTask(ctx actor.Context, e JournalEntry, fn task) {
 		default:
 			res.Output, _ = json.Marshal(out)
 		}
-		sys.Root.Send(self, &cmdDone{id: c.ID, result: res})
+		sys.Root.Send(self, &cmdDone{id: c.ID, run: run, result: res})
 	})
 }
 
 // markStarted records in the journal that the command started, so that
 // expiry is judged on the first start only.
-func (r *router) markStarted(e JournalEntry) {
+func (r *router) markStarted(run *running) {
+	e := run.entry
 	if !e.StartedAt.IsZero() {
 		return
 	}
 	e.StartedAt = time.Now().UTC()
+	// finish waits for this write: otherwise it could land after the
+	// "done" entry and put the command back to accepted.
+	written := make(chan struct{})
+	run.startWritten = written
 	r.goFn(func() {
+		defer close(written)
 		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 		defer cancel()
 		cur, ok, err := r.s.journal.Get(e.Command.ID)
@@ -627,11 +660,7 @@ func (r *router) markStarted(e JournalEntry) {
 	})
 }
 
-func (r *router) instance(c backend.Command, ip integrationParam) (integrations.Integration, io.Closer, error) {
-	is, err := ip.spec()
-	if err != nil {
-		return nil, nil, fmt.Errorf("params: integration: %w", err)
-	}
+func (r *router) instance(c backend.Command, is IntegrationSpec) (integrations.Integration, io.Closer, error) {
 	reg, err := integrations.Lookup(is.Type)
 	if err != nil {
 		return nil, nil, err
@@ -657,13 +686,14 @@ func (r *router) validate(ctx context.Context, c backend.Command) (any, error) {
 	if err := decodeParams(c.Params, &p); err != nil {
 		return nil, fmt.Errorf("params: %w", err)
 	}
-	inst, closer, err := r.instance(c, p.Integration)
+	is, err := p.Integration.spec()
 	if err != nil {
 		// A config that does not decode is an answer, not a failure: the
 		// backend asked whether it is valid.
-		if strings.HasPrefix(err.Error(), "params: integration: ") {
-			return integrations.Validation{Valid: false, Errors: []string{strings.TrimPrefix(err.Error(), "params: integration: ")}}, nil
-		}
+		return integrations.Validation{Valid: false, Errors: []string{err.Error()}}, nil
+	}
+	inst, closer, err := r.instance(c, is)
+	if err != nil {
 		return nil, err
 	}
 	defer closer.Close()
@@ -686,7 +716,11 @@ func (r *router) onboard(ctx context.Context, c backend.Command) (any, error) {
 	default:
 		return nil, fmt.Errorf("params: object_type %q: want users, repos or projects", p.ObjectType)
 	}
-	inst, closer, err := r.instance(c, p.Integration)
+	is, err := p.Integration.spec()
+	if err != nil {
+		return nil, fmt.Errorf("params: integration: %w", err)
+	}
+	inst, closer, err := r.instance(c, is)
 	if err != nil {
 		return nil, err
 	}
@@ -740,7 +774,7 @@ func (r *router) cancelCmd(c backend.Command) backend.Result {
 		if w.Command.ID == p.CommandID {
 			r.waiting = append(r.waiting[:i], r.waiting[i+1:]...)
 			r.track(w, nil)
-			r.finish(nil, w.Command.ID, backend.Result{Status: ResultCancelled, Error: "cancelled before it started (by " + c.ID + ")"})
+			r.finish(w.Command.ID, backend.Result{Status: ResultCancelled, Error: "cancelled before it started (by " + c.ID + ")"})
 			return backend.Result{Status: ResultSucceeded, Output: out}
 		}
 	}
@@ -761,7 +795,7 @@ func (r *router) cancelCmd(c backend.Command) backend.Result {
 // finish persists a result through the queue (routing key "results"),
 // then marks the journal entry done. Only then is the command forgotten:
 // a crash in between re-runs it, and the backend ignores a second result.
-func (r *router) finish(_ actor.Context, id string, res backend.Result) {
+func (r *router) finish(id string, res backend.Result) {
 	run := r.running[id]
 	if run == nil || run.finishing {
 		return
@@ -781,12 +815,17 @@ func (r *router) finish(_ actor.Context, id string, res backend.Result) {
 	ev.Str(logging.FieldCommand, id).Str("status", res.Status).Msg("command finished")
 	entry := run.entry
 	self := r.selfPID()
+	written := run.startWritten
 	r.goFn(func() {
 		payload, err := backend.EncodeResult(id, res)
 		if err == nil {
 			bo := newBackoff(time.Second, time.Minute)
 			for {
-				err = r.s.opts.Queue.Enqueue(r.ctx, backend.ResultsKey, [][]byte{payload}, queue.Wait)
+				// Not r.ctx: a result made while the router stops (a
+				// command cancelled by SIGTERM) must still be stored.
+				ectx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err = r.s.opts.Queue.Enqueue(ectx, backend.ResultsKey, [][]byte{payload}, queue.Wait)
+				cancel()
 				if err == nil || r.ctx.Err() != nil {
 					break
 				}
@@ -799,6 +838,9 @@ func (r *router) finish(_ actor.Context, id string, res backend.Result) {
 		if err != nil {
 			return // the journal still says accepted: the command runs again at the next start
 		}
+		if written != nil {
+			<-written
+		}
 		entry.State, entry.FinishedAt, entry.Status = journalDone, res.FinishedAt, res.Status
 		if entry.StartedAt.IsZero() {
 			entry.StartedAt = res.StartedAt
@@ -808,7 +850,7 @@ func (r *router) finish(_ actor.Context, id string, res backend.Result) {
 		if err := r.s.journal.Put(ctx, entry); err != nil {
 			r.log.Error().Err(err).Str(logging.FieldCommand, id).Msg("cannot mark the command done in the journal; it may run again after a restart (its result is sent once more, which the backend ignores)")
 		}
-		r.s.sys.Root.Send(self, &resultStored{id: id})
+		r.s.sys.Root.Send(self, &resultStored{id: id, run: run})
 	})
 }
 
@@ -855,10 +897,10 @@ func (r *router) reportProgress() {
 			continue
 		}
 		b, _ := json.Marshal(p)
-		if string(b) == run.lastProgres {
+		if string(b) == run.lastProgress {
 			continue
 		}
-		run.lastProgres = string(b)
+		run.lastProgress = string(b)
 		run.posting = true
 		id, run := id, run
 		r.goFn(func() {

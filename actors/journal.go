@@ -85,9 +85,11 @@ func (j Journal) Unfinished(ctx context.Context) ([]JournalEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Forgetting old entries is housekeeping: a failure must not keep the
+	// unfinished ones from being resumed.
 	for _, id := range old {
 		if err := j.Q.Delete(ctx, journalNS, id); err != nil {
-			return nil, err
+			break
 		}
 	}
 	slices.SortFunc(out, func(a, b JournalEntry) int { return a.ReceivedAt.Compare(b.ReceivedAt) })

@@ -22,14 +22,14 @@ type core struct {
 	q        *queue.Queue
 	// fatal receives why the agent must stop (an actor failed for good).
 	fatal chan string
-	log   *env
+	e     *env
 }
 
 func openCore(e *env, cfg *config.Config, router queue.Router, reg prometheus.Registerer) (*core, error) {
 	if err := e.layout.EnsureDirs(); err != nil {
 		return nil, err
 	}
-	c := &core{sys: actors.NewSystem(e.log), fatal: make(chan string, 1), log: e}
+	c := &core{sys: actors.NewSystem(e.log), fatal: make(chan string, 1), e: e}
 	g, err := actors.NewGuardian(c.sys, actors.GuardianOptions{
 		Log: e.log,
 		OnFatal: func(child string, reason any) {
@@ -76,7 +76,7 @@ func (c *core) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := c.q.Close(ctx); err != nil {
-		c.log.log.Error().Err(err).Msg("closing the queue")
+		c.e.log.Error().Err(err).Msg("closing the queue")
 	}
 	_ = c.guardian.Stop()
 	c.sys.Shutdown()
@@ -85,7 +85,7 @@ func (c *core) close() {
 // exporter starts the export supervisor with the config's limits; each
 // integration logs to logs/integrations/<id> as well.
 func (c *core) exporter(cfg *config.Config) (*actors.Exporter, error) {
-	e := c.log
+	e := c.e
 	return actors.NewExporter(c.sys, c.guardian, actors.ExportOptions{
 		Store:             actors.QueueStore{Q: c.q},
 		Log:               e.log,

@@ -126,12 +126,11 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 		return err
 	}
 	q := c.q
-	closeQueue := c.close
 	var svc *actors.Service
 	if client != nil {
 		exp, err := c.exporter(cfg)
 		if err != nil {
-			closeQueue()
+			c.close()
 			return err
 		}
 		shipper := actors.NewLogShipper(client, e.log)
@@ -143,7 +142,7 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 			Ships:             shipper,
 		})
 		if err != nil {
-			closeQueue()
+			c.close()
 			return err
 		}
 		e.log.Info().Str("backend", cfg.Backend.URL).Str("agent_id", cfg.Backend.AgentID).Msg("enrolled: taking commands from the backend")
@@ -152,7 +151,7 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		closeQueue()
+		c.close()
 		return fmt.Errorf("local API: cannot listen on %s: %w (another service-run, or set listen in config.yaml / --listen)", cfg.Listen, err)
 	}
 	token := ""
@@ -215,9 +214,13 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 		e.log.Warn().Err(err).Msg("local API did not drain in time")
 	}
 	if svc != nil {
-		svc.Stop(sctx)
+		// Its own deadline: the local API's drain must not eat the time
+		// running commands need to end and store their results.
+		stopCtx, cancelStop := context.WithTimeout(context.Background(), shutdownTimeout)
+		svc.Stop(stopCtx)
+		cancelStop()
 	}
-	closeQueue()
+	c.close()
 	e.log.Info().Msg("service-run stopped")
 	return runErr
 }
