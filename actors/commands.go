@@ -219,9 +219,18 @@ func (s *Service) accept(ctx context.Context, c backend.Command) error {
 	return nil
 }
 
-// heartbeat reports every HeartbeatEvery.
+// heartbeat reports every HeartbeatEvery and, once a day, forgets journal
+// entries finished more than a week ago (the scan of Unfinished does that),
+// so that an agent that never restarts keeps a bounded journal.
 func (s *Service) heartbeat(ctx context.Context) error {
+	lastPrune := time.Now()
 	for {
+		if time.Since(lastPrune) > 24*time.Hour {
+			lastPrune = time.Now()
+			if _, err := s.journal.Unfinished(ctx); err != nil && ctx.Err() == nil {
+				s.opts.Log.Warn().Err(err).Msg("pruning the command journal failed; trying again tomorrow")
+			}
+		}
 		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		hb := backend.Heartbeat{Version: s.opts.Version, UptimeS: int64(time.Since(s.started).Seconds()), Running: []string{}}
 		if ids, err := s.Running(hctx); err == nil {
