@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// TestArchitecture enforces ARCHITECTURE.md's rules that a linter cannot:
+// TestArchitecture enforces docs/architecture.md's rules that a linter cannot:
 // integrations are plain Go (no protoactor, no Pebble, no bare go
 // statements outside the safe helper) and only queue/ touches Pebble.
 func TestArchitecture(t *testing.T) {
@@ -65,5 +68,25 @@ func TestArchitecture(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStandsAlone keeps the repository self-contained: a clone with nothing
+// beside it must build, test and explain itself, so no tracked file may
+// point outside it at a sibling folder.
+func TestStandsAlone(t *testing.T) {
+	out, err := exec.Command("git", "ls-files", "-z").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	outside := []byte("../" + "shared")
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue // deleted in the work tree
+		}
+		if bytes.Contains(b, outside) {
+			t.Errorf("%s refers to %s: the repository must stand alone (docs/ and testdata/ hold what it needs)", name, outside)
+		}
 	}
 }

@@ -67,26 +67,15 @@ func gitea(t *testing.T) (url, token string) {
 	return srv.url, srv.token
 }
 
-// scriptPath is <module root>/../shared/tools/gitea-server.sh: CI clones
-// the repo with shared/ beside it.
+// scriptPath is the project's own Gitea script, in this package's testdata
+// (go test runs in the package's folder).
 func scriptPath() (string, error) {
-	dir, err := os.Getwd()
+	p, err := filepath.Abs(filepath.Join("testdata", "gitea-server.sh"))
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the test's folder")
-		}
-		dir = parent
-	}
-	p := filepath.Join(filepath.Dir(dir), "shared", "tools", "gitea-server.sh")
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("the script that builds and starts Gitea is expected at %s (shared/ beside the module root): %w", p, err)
+		return "", fmt.Errorf("the script that builds and starts Gitea is expected at %s: %w", p, err)
 	}
 	return p, nil
 }
