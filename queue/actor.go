@@ -83,6 +83,7 @@ type keyState struct {
 	delivered     hourCounter
 	crashes       int
 	respawnQueued bool
+	waiting       int // producers of this key parked in queueActor.waiters
 }
 
 type queueActor struct {
@@ -139,7 +140,13 @@ func (a *queueActor) Receive(ctx actor.Context) {
 	case *enqueueReq:
 		a.onEnqueue(ctx, m)
 	case *cancelWait:
-		a.waiters = slices.DeleteFunc(a.waiters, func(r *enqueueReq) bool { return r == m.req })
+		a.waiters = slices.DeleteFunc(a.waiters, func(r *enqueueReq) bool {
+			if r == m.req {
+				a.key(r.key).waiting--
+				return true
+			}
+			return false
+		})
 	case *kvReq:
 		if a.closed {
 			m.reply <- ErrClosed
@@ -211,9 +218,10 @@ func (a *queueActor) onEnqueue(ctx actor.Context, r *enqueueReq) {
 		return
 	}
 	ks := a.key(r.key)
-	// A Wait producer queues behind earlier waiters so that one key's
-	// order of arrival is kept even when room appears.
-	if a.fits(ks, r) && (r.policy == Refuse || len(a.waiters) == 0) {
+	// A Wait producer queues behind earlier waiters of its own key so that
+	// the key's order of arrival is kept even when room appears; waiters of
+	// other keys do not hold it back.
+	if a.fits(ks, r) && (r.policy == Refuse || ks.waiting == 0) {
 		a.admit(ctx, ks, r)
 		return
 	}
@@ -223,6 +231,7 @@ func (a *queueActor) onEnqueue(ctx actor.Context, r *enqueueReq) {
 		return
 	}
 	a.waiters = append(a.waiters, r)
+	ks.waiting++
 }
 
 func (a *queueActor) fits(ks *keyState, r *enqueueReq) bool {
@@ -532,12 +541,14 @@ func (a *queueActor) wakeWaiters(ctx actor.Context) {
 	kept := a.waiters[:0]
 	blocked := map[string]bool{}
 	for _, r := range a.waiters {
+		ks := a.key(r.key)
 		if r.ctx.Err() != nil {
+			ks.waiting--
 			r.reply <- r.ctx.Err()
 			continue
 		}
-		ks := a.key(r.key)
 		if !blocked[r.key] && a.fits(ks, r) {
+			ks.waiting--
 			a.admit(ctx, ks, r)
 			continue
 		}
@@ -645,6 +656,7 @@ func (a *queueActor) onClose(ctx actor.Context, r *closeReq) {
 	a.closed = true
 	a.closing = r
 	for _, w := range a.waiters {
+		a.key(w.key).waiting--
 		w.reply <- ErrClosed
 	}
 	a.waiters = nil
@@ -668,7 +680,7 @@ func (a *queueActor) finishClose(_ actor.Context) {
 }
 
 func (a *queueActor) status() Status {
-	var s Status
+	s := Status{Waiting: int64(len(a.waiters))}
 	now := time.Now()
 	for k, ks := range a.keys {
 		m := ks.meta

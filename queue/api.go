@@ -114,4 +114,6 @@ type Status struct {
 	DeliveredHour  int64       `json:"delivered_last_hour"`
 	OldestPendingS float64     `json:"oldest_pending_age_s"`
 	DiskBytes      int64       `json:"disk_bytes"`
+	// Waiting is how many Wait producers are parked for room.
+	Waiting int64 `json:"waiting"`
 }
