@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // A Wait producer parked behind a full key must not hold back Wait
@@ -46,4 +48,58 @@ func TestFullKeyDoesNotBlockOtherKeysWaiters(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "all delivered", func() bool { return rec.total() == 4 })
+}
+
+// One corrupt metadata record must not stop the queue from opening: it is
+// quarantined and the key's counters are rebuilt from its records.
+func TestCorruptMetaIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	{
+		q, err := Open(newSystem(t), Options{Dir: dir, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Enqueue(ctx, "k", payloads("p", 0, 3), Refuse); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Enqueue(ctx, "other", payloads("o", 0, 2), Refuse); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{log: testLogger(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(metaKey("k"), []byte{0xee, 1, 2}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	q, err := Open(newSystem(t), Options{Dir: dir, Logger: testLogger(t), Router: routeAll(rec)})
+	if err != nil {
+		t.Fatalf("open with one corrupt key metadata record: %v", err)
+	}
+	defer q.Close(ctx)
+	waitFor(t, "both keys delivered", func() bool { return rec.total() == 5 })
+	if got := rec.snapshot("k"); len(got) != 3 || got[0] != "p-00000" || got[2] != "p-00002" {
+		t.Fatalf("k delivered %v", got)
+	}
+	waitFor(t, "counters drained", func() bool {
+		s, err := q.Status(ctx)
+		return err == nil && s.Pending == 0 && s.PendingBytes == 0
+	})
+	if v, err := q.Get(quarantineNS, "meta/k"); err != nil || len(v) != 3 {
+		t.Fatalf("the corrupt metadata should be kept in quarantine: %q %v", v, err)
+	}
+	// New records of the rebuilt key continue after the old ones.
+	if err := q.Enqueue(ctx, "k", payloads("p", 3, 1), Refuse); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the next record", func() bool { return len(rec.snapshot("k")) == 4 })
 }

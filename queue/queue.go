@@ -126,7 +126,7 @@ func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	metas, err := st.loadMeta()
+	metas, err := st.loadMeta(opts.Logger.With().Str("component", "queue").Logger())
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("open queue store %s: %w", opts.Dir, err)
