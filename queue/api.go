@@ -32,7 +32,11 @@ var (
 
 // Message is one item of a routing key's FIFO as a Sink sees it.
 type Message struct {
-	Key        string
+	Key string
+	// Store is the incarnation id of the store that assigned Seq: a store
+	// created anew (db/ lost or quarantined) numbers from 1 again, so
+	// (Store, Key, Seq) is unique where (Key, Seq) is not.
+	Store      string
 	Seq        uint64
 	EnqueuedAt time.Time
 	Payload    []byte

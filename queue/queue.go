@@ -205,6 +205,10 @@ func (q *Queue) kv(ctx context.Context, r *kvReq) error {
 	}
 }
 
+// Incarnation is the store's incarnation id (16 hex digits), as every
+// delivered Message carries it in Store.
+func (q *Queue) Incarnation() string { return q.st.incarnation }
+
 // Get reads (ns, name); ErrNotFound when absent.
 func (q *Queue) Get(ns, name string) ([]byte, error) { return q.st.get(ns, name) }
 

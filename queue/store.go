@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -14,6 +16,9 @@ import (
 // write is built by the queue actor alone.
 type store struct {
 	db *pebble.DB
+	// incarnation names this store's sequence space in batch ids; see
+	// Message.Store.
+	incarnation string
 }
 
 func openStore(dir string, fs vfs.FS, log zerolog.Logger) (*store, error) {
@@ -28,7 +33,34 @@ func openStore(dir string, fs vfs.FS, log zerolog.Logger) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open queue store %s: %w", dir, err)
 	}
-	return &store{db: db}, nil
+	s := &store{db: db}
+	inc, err := s.get(storeNS, "incarnation")
+	switch {
+	case err == nil:
+		s.incarnation = string(inc)
+	case errors.Is(err, ErrNotFound):
+		err = s.newIncarnation()
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open queue store %s: incarnation: %w", dir, err)
+	}
+	return s, nil
+}
+
+// newIncarnation gives the store a new random incarnation id, durably: on
+// creation, and when sequence numbers may repeat (metadata rebuilt).
+func (s *store) newIncarnation() error {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	inc := hex.EncodeToString(b[:])
+	if err := s.db.Set(kvKey(storeNS, "incarnation"), []byte(inc), pebble.Sync); err != nil {
+		return err
+	}
+	s.incarnation = inc
+	return nil
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -56,6 +88,14 @@ func (s *store) loadMeta(log zerolog.Logger) (map[string]keyMeta, error) {
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, err
+	}
+	if len(corrupt) > 0 {
+		// A rebuilt tail cannot know the seqs of records already delivered
+		// and deleted: new ones may reuse them, so batch ids need a new
+		// incarnation to stay unique.
+		if err := s.newIncarnation(); err != nil {
+			return nil, fmt.Errorf("new incarnation after rebuilding metadata: %w", err)
+		}
 	}
 	for key, raw := range corrupt {
 		m, err := s.rebuildMeta(key)
@@ -145,7 +185,7 @@ func (s *store) read(key string, from, to uint64, maxItems, maxBytes int) ([]raw
 		}
 		size += len(v)
 		raw := append([]byte(nil), v...)
-		r := rawRecord{raw: raw, msg: Message{Key: key, Seq: seqOf(it.Key())}}
+		r := rawRecord{raw: raw, msg: Message{Key: key, Store: s.incarnation, Seq: seqOf(it.Key())}}
 		r.msg.EnqueuedAt, r.msg.Payload, r.err = decodeRecord(raw)
 		out = append(out, r)
 	}
@@ -240,3 +280,6 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 // quarantineNS is the namespace where unreadable metadata is kept, by
 // "meta/<routing key>", for whoever investigates.
 const quarantineNS = "quarantine"
+
+// storeNS holds facts about the store itself ("incarnation").
+const storeNS = "store"
