@@ -152,3 +152,65 @@ func TestIncarnationInEveryMessage(t *testing.T) {
 		t.Fatal("a new store reused the incarnation of another")
 	}
 }
+
+// A retry in the same group commit as the settle that dead-letters records
+// must see those records: none may be orphaned with counters that no longer
+// count them. The commit is built as the actor builds it.
+func TestRetryInTheSameCommitAsADeadLetterSettle(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	q, err := Open(newSystem(t), Options{Dir: dir, Logger: testLogger(t)}) // no router: nothing delivers
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(ctx, "k", payloads("p", 0, 3), Refuse); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Dir: dir, Logger: testLogger(t)}
+	opts.setDefaults()
+	st, err := openStore(dir, nil, opts.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	metas, err := st.loadMeta(opts.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newQueueActor(nil, st, opts, metas, newMetrics(), opts.Logger)
+	recs, err := st.read("k", 0, 3, 10, 1<<20)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("read: %d %v", len(recs), err)
+	}
+	var failed []failedRec
+	var bytes int64
+	for _, r := range recs {
+		failed = append(failed, failedRec{seq: r.msg.Seq, raw: r.raw, reason: "400"})
+		bytes += int64(len(r.raw))
+	}
+	c, b, err := a.buildCommit([]any{
+		&settleReq{key: "k", from: 0, through: 2, bytes: bytes, failed: failed},
+		&retryReq{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	m := *c.metas["k"]
+	var dead int64
+	_ = st.failedRecords("k", func(uint64, []byte) error { dead++; return nil })
+	pending, err := st.rangeBytes("k", m.head, m.tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.failed != dead || m.pending() != 3-dead || pending != m.bytes {
+		t.Fatalf("metadata says %d failed, %d pending (%d bytes); the store holds %d dead letters and %d pending bytes",
+			m.failed, m.pending(), m.bytes, dead, pending)
+	}
+}
