@@ -2,9 +2,11 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +175,30 @@ func TestCancel(t *testing.T) {
 	}
 	if s := res.Integrations[0].Status; s != actors.StatusCancelled {
 		t.Fatalf("status %s", s)
+	}
+}
+
+// An export that waits for room in a full queue is not stalled: waiting on
+// backpressure is the queue's progress, not the integration's hang.
+func TestBackpressureIsNotAStall(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	var first atomic.Int64
+	sink := queue.SinkFunc(func(ctx context.Context, key string, batch []queue.Message) error {
+		first.CompareAndSwap(0, time.Now().UnixNano())
+		// The upstream is down for several stall timeouts: the export's
+		// next Append waits for room all that time.
+		if time.Since(time.Unix(0, first.Load())) < 5*stall {
+			return &queue.RetryAfterError{After: 10 * time.Millisecond, Err: errors.New("503")}
+		}
+		return queue.DirSink{Dir: filepath.Join(t.TempDir(), "out")}.Deliver(ctx, key, batch)
+	})
+	dir := t.TempDir()
+	r := exporttest.New(t, exporttest.Options{Dir: dir, Level: zerolog.WarnLevel, Echo: true, Sink: sink,
+		Quota: queue.Quota{MaxKeyItems: 100}, Export: actors.ExportOptions{StallTimeout: stall}})
+	res := r.Run(t, actors.ExportSpec{ID: "bp", Integrations: []actors.IntegrationSpec{
+		syntheticSpec(t, "waits", `{"orgs":1,"repos_per_org":4,"items_per_repo":60}`),
+	}})
+	if w := res.Integrations[0]; w.Status != actors.StatusSucceeded || w.Records["item"] != 240 {
+		t.Fatalf("an export waiting on a full queue failed: %+v", w)
 	}
 }

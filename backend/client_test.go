@@ -158,10 +158,10 @@ func TestCommandFlow(t *testing.T) {
 	}
 
 	recs := [][]byte{[]byte(`{"seq":1,"model":"commit","id":"a"}`), []byte(`{"seq":2,"model":"commit","id":"b"}`)}
-	if err := r.c.Upload(ctx, "export/int_1", "export/int_1:1-2", added.ID, recs); err != nil {
+	if err := r.c.Upload(ctx, "export/int_1", "export/int_1:0123456789abcdef:1-2", added.ID, recs); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.c.Upload(ctx, "events/abc", "events/abc:1-1", "", recs[:1]); err != nil {
+	if err := r.c.Upload(ctx, "events/abc", "events/abc:0123456789abcdef:1-1", "", recs[:1]); err != nil {
 		t.Fatal(err)
 	}
 	ups, err := r.f.Admin.Uploads(ctx, devserver.UploadFilter{})
@@ -256,7 +256,7 @@ func TestClassification(t *testing.T) {
 	for _, tc := range cases {
 		msg := "fault " + http.StatusText(tc.status)
 		r.fault(t, devserver.EndpointUploads, devserver.Fault{Status: tc.status, RetryAfter: tc.retryAfter, Error: msg})
-		err := r.c.Upload(ctx, "export/i", "export/i:1-1", "", [][]byte{[]byte(`{"seq":1}`)})
+		err := r.c.Upload(ctx, "export/i", "export/i:0123456789abcdef:1-1", "", [][]byte{[]byte(`{"seq":1}`)})
 		var e *backend.Error
 		if !errors.As(err, &e) {
 			t.Fatalf("%d: %v is not an *Error", tc.status, err)

@@ -34,7 +34,7 @@ const UnauthorizedRetry = 30 * time.Second
 // Every other key (export/<id>, onboard/<command>, events/<routing key>) is
 // one POST /uploads per batch: each line is the stored payload (a JSON
 // object) with "seq":N put in front, as queue.DirSink writes it; X-Batch-Id
-// is BatchID(key, first seq, last seq); X-Command-Id is the top-level
+// is BatchID(key, store incarnation, first seq, last seq); X-Command-Id is the top-level
 // "command" string of the batch's first payload, left out when it has none.
 //
 // Errors map onto the queue's: 413 → queue.ErrTooLarge (wrapped; the queue
@@ -67,7 +67,7 @@ func (s sink) upload(ctx context.Context, key string, batch []queue.Message) err
 		lines[i] = line
 	}
 	first, last := batch[0].Seq, batch[len(batch)-1].Seq
-	err := s.c.Upload(ctx, key, BatchID(key, first, last), commandOf(batch[0].Payload), lines)
+	err := s.c.Upload(ctx, key, BatchID(key, batch[0].Store, first, last), commandOf(batch[0].Payload), lines)
 	if err == nil {
 		s.c.log.Debug().Str("routing_key", logKey(key)).Uint64("first", first).Uint64("last", last).Msg("batch uploaded")
 	}
@@ -136,9 +136,11 @@ func queueError(err error) error {
 	return err
 }
 
-// BatchID is an upload's idempotency key: "<routing key>:<first>-<last>".
-func BatchID(key string, first, last uint64) string {
-	return key + ":" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
+// BatchID is an upload's idempotency key:
+// "<routing key>:<store incarnation>:<first>-<last>". The incarnation keeps
+// ids unique when the store is created anew and seqs start from 1 again.
+func BatchID(key, store string, first, last uint64) string {
+	return key + ":" + store + ":" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
 }
 
 // logKey is a routing key fit for logs and error messages: the routing

@@ -60,7 +60,7 @@ func checkQueueError(t *testing.T, status int, err error, kind backend.Kind, ret
 func msgs(seq uint64, payloads ...string) []queue.Message {
 	out := make([]queue.Message, len(payloads))
 	for i, p := range payloads {
-		out[i] = queue.Message{Key: "k", Seq: seq + uint64(i), EnqueuedAt: time.Now(), Payload: []byte(p)}
+		out[i] = queue.Message{Key: "k", Store: "0123456789abcdef", Seq: seq + uint64(i), EnqueuedAt: time.Now(), Payload: []byte(p)}
 	}
 	return out
 }
@@ -82,7 +82,7 @@ func TestSinkUploads(t *testing.T) {
 		t.Fatalf("uploads = %+v, %v", ups, err)
 	}
 	up := ups[0]
-	if up.BatchID != "export/int_1:5-7" || up.CommandID != "cmd_7" || up.Count != 3 {
+	if up.BatchID != "export/int_1:0123456789abcdef:5-7" || up.CommandID != "cmd_7" || up.Count != 3 {
 		t.Errorf("upload = %+v", up)
 	}
 
@@ -253,5 +253,27 @@ func TestUnauthorizedLogsOncePerMinute(t *testing.T) {
 	}
 	if err := sink.Deliver(ctx, "export/i", msgs(1, `{}`)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A store re-created under the same enrolment numbers its records from 1
+// again; its batches must not be taken for the old store's and dropped.
+func TestBatchIDsDifferAcrossStores(t *testing.T) {
+	r := newRig(t, devserver.Options{})
+	ctx := ctxT(t)
+	sink := r.c.Sink()
+	old := msgs(1, `{"id":"old"}`)
+	old[0].Store = "0123456789abcdef"
+	if err := sink.Deliver(ctx, "export/int_1", old); err != nil {
+		t.Fatal(err)
+	}
+	fresh := msgs(1, `{"id":"new"}`)
+	fresh[0].Store = "fedcba9876543210"
+	if err := sink.Deliver(ctx, "export/int_1", fresh); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := r.f.Admin.Records(ctx, devserver.UploadFilter{RoutingKey: "export/int_1"})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("the second store's batch was dropped as a duplicate: %d records, %v", len(recs), err)
 	}
 }

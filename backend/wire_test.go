@@ -207,19 +207,19 @@ func TestWireFormat(t *testing.T) {
 
 	lines := [][]byte{[]byte(`{"seq":1,"a":1}`), []byte(`{"seq":2}`)}
 	for _, cmd := range []string{"cmd_9", ""} {
-		if err := c.Upload(ctx, "export/int_1", "export/int_1:1-2", cmd, lines); err != nil {
+		if err := c.Upload(ctx, "export/int_1", "export/int_1:0123456789abcdef:1-2", cmd, lines); err != nil {
 			t.Fatal(err)
 		}
 		got = rec.last(t)
 		wantHeaders(t, "upload", got.header, map[string]string{"Authorization": "Bearer " + wireKey, "User-Agent": testUA,
 			"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
-			"X-Routing-Key": "export/int_1", "X-Batch-Id": "export/int_1:1-2", "X-Command-Id": cmd})
+			"X-Routing-Key": "export/int_1", "X-Batch-Id": "export/int_1:0123456789abcdef:1-2", "X-Command-Id": cmd})
 		if got.method != "POST" || got.path != "/base/api/v1/agent/uploads" || gunzip(t, got.body) != "{\"seq\":1,\"a\":1}\n{\"seq\":2}\n" {
 			t.Errorf("upload = %s %s %q", got.method, got.path, gunzip(t, got.body))
 		}
 	}
 	for _, bad := range [][][]byte{nil, {[]byte("{}\n{}")}, {[]byte("")}} {
-		if err := c.Upload(ctx, "export/i", "export/i:1-1", "", bad); backend.KindOf(err) != backend.Permanent {
+		if err := c.Upload(ctx, "export/i", "export/i:0123456789abcdef:1-1", "", bad); backend.KindOf(err) != backend.Permanent {
 			t.Errorf("upload of %q: %v", bad, err)
 		}
 	}
@@ -427,7 +427,7 @@ func TestEncodeResult(t *testing.T) {
 	if _, err := backend.EncodeResult("c", backend.Result{Output: json.RawMessage(`{`)}); err == nil {
 		t.Error("invalid output: no error")
 	}
-	if got := backend.BatchID("export/int_1", 5, 7); got != "export/int_1:5-7" {
+	if got := backend.BatchID("export/int_1", "0123456789abcdef", 5, 7); got != "export/int_1:0123456789abcdef:5-7" {
 		t.Errorf("BatchID = %q", got)
 	}
 	var _ queue.Sink = (&backend.Client{}).Sink()

@@ -186,9 +186,12 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 	for _, is := range spec.Integrations {
 		keys[sessions.QueueKey(is.ID)] = true
 	}
+	// Only the keys this run creates go to the local folder. Other keys
+	// (an enrolled agent's backend exports, events) belong to the service:
+	// a nil Sink leaves them pending and starts no delivery actor for them.
 	sink := queue.DirSink{Dir: output}
 	router := func(key string) queue.Route {
-		if strings.HasPrefix(key, "export/") {
+		if keys[key] {
 			return queue.Route{Sink: sink}
 		}
 		return queue.Route{}
@@ -229,10 +232,32 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 		return fmt.Errorf("writing records to %s: %w (they stay queued and are written by the next run)", output, err)
 	}
 	printSummary(e.stdout, res, output)
+	printOthersPending(ctx, e.stdout, c.q, keys)
 	if res.Failed() {
 		return withCode(ExitFailure, errors.New("export failed (see above, and logs/export)"))
 	}
 	return nil
+}
+
+// printOthersPending says which keys this run left alone because they are
+// not its own, so an operator does not wonder where those records went.
+func printOthersPending(ctx context.Context, w io.Writer, q *queue.Queue, own map[string]bool) {
+	s, err := q.Status(ctx)
+	if err != nil {
+		return
+	}
+	var lines []string
+	for _, k := range s.Keys {
+		if own[k.Key] || k.Pending == 0 {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("  %s: %d pending", keyLabel(k.Key), k.Pending))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nother routing keys have records waiting for the service (`courier service-run` delivers them; this run left them alone):\n%s\n",
+		strings.Join(lines, "\n"))
 }
 
 func printSummary(w io.Writer, res actors.ExportResult, output string) {

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,6 +84,7 @@ type keyState struct {
 	delivered     hourCounter
 	crashes       int
 	respawnQueued bool
+	waiting       int // producers of this key parked in queueActor.waiters
 }
 
 type queueActor struct {
@@ -139,7 +141,13 @@ func (a *queueActor) Receive(ctx actor.Context) {
 	case *enqueueReq:
 		a.onEnqueue(ctx, m)
 	case *cancelWait:
-		a.waiters = slices.DeleteFunc(a.waiters, func(r *enqueueReq) bool { return r == m.req })
+		a.waiters = slices.DeleteFunc(a.waiters, func(r *enqueueReq) bool {
+			if r == m.req {
+				a.key(r.key).waiting--
+				return true
+			}
+			return false
+		})
 	case *kvReq:
 		if a.closed {
 			m.reply <- ErrClosed
@@ -211,9 +219,10 @@ func (a *queueActor) onEnqueue(ctx actor.Context, r *enqueueReq) {
 		return
 	}
 	ks := a.key(r.key)
-	// A Wait producer queues behind earlier waiters so that one key's
-	// order of arrival is kept even when room appears.
-	if a.fits(ks, r) && (r.policy == Refuse || len(a.waiters) == 0) {
+	// A Wait producer queues behind earlier waiters of its own key so that
+	// the key's order of arrival is kept even when room appears; waiters of
+	// other keys do not hold it back.
+	if a.fits(ks, r) && (r.policy == Refuse || ks.waiting == 0) {
 		a.admit(ctx, ks, r)
 		return
 	}
@@ -223,6 +232,7 @@ func (a *queueActor) onEnqueue(ctx actor.Context, r *enqueueReq) {
 		return
 	}
 	a.waiters = append(a.waiters, r)
+	ks.waiting++
 }
 
 func (a *queueActor) fits(ks *keyState, r *enqueueReq) bool {
@@ -287,6 +297,15 @@ type commit struct {
 	metas   map[string]*keyMeta
 	retried map[*retryReq]int
 	settled map[*settleReq]uint64 // records settled (delivered or failed)
+	// deadLetters are the dead letters this commit writes, by key: not in
+	// the database yet, so a retry in the same commit must take them from
+	// here.
+	deadLetters map[string][]deadLetter
+}
+
+type deadLetter struct {
+	seq uint64
+	raw []byte
 }
 
 func (c *commit) meta(a *queueActor, k string) *keyMeta {
@@ -302,8 +321,29 @@ func (c *commit) meta(a *queueActor, k string) *keyMeta {
 // the actor's goroutine. Only one commit is in flight, and the next is built
 // only after it ends, so the metadata read here is always the durable one.
 func (a *queueActor) startCommit(ctx actor.Context) {
-	c := &commit{ops: a.pending, metas: map[string]*keyMeta{}, retried: map[*retryReq]int{}, settled: map[*settleReq]uint64{}}
+	c, b, buildErr := a.buildCommit(a.pending)
 	a.pending = nil
+	a.inflight = c
+	self := ctx.Self()
+	if buildErr != nil {
+		_ = b.Close()
+		a.sys.Root.Send(self, &commitDone{c: c, err: buildErr})
+		return
+	}
+	start := time.Now()
+	go func() {
+		err := b.Commit(pebble.Sync)
+		_ = b.Close()
+		a.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+		a.sys.Root.Send(self, &commitDone{c: c, err: err})
+	}()
+}
+
+// buildCommit builds ops, in order, into one batch with the metadata of
+// every key they touch.
+func (a *queueActor) buildCommit(ops []any) (*commit, *pebble.Batch, error) {
+	c := &commit{ops: ops, metas: map[string]*keyMeta{}, retried: map[*retryReq]int{}, settled: map[*settleReq]uint64{},
+		deadLetters: map[string][]deadLetter{}}
 	b := a.st.db.NewBatch()
 	now := time.Now()
 	var buildErr error
@@ -340,20 +380,7 @@ func (a *queueActor) startCommit(ctx actor.Context) {
 	for k, m := range c.metas {
 		_ = b.Set(metaKey(k), encodeMeta(*m), nil)
 	}
-	a.inflight = c
-	self := ctx.Self()
-	if buildErr != nil {
-		_ = b.Close()
-		a.sys.Root.Send(self, &commitDone{c: c, err: buildErr})
-		return
-	}
-	start := time.Now()
-	go func() {
-		err := b.Commit(pebble.Sync)
-		_ = b.Close()
-		a.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-		a.sys.Root.Send(self, &commitDone{c: c, err: err})
-	}()
+	return c, b, buildErr
 }
 
 func (a *queueActor) buildSettle(b *pebble.Batch, c *commit, r *settleReq, now time.Time) error {
@@ -386,6 +413,7 @@ func (a *queueActor) buildSettle(b *pebble.Batch, c *commit, r *settleReq, now t
 			continue
 		}
 		_ = b.Set(seqKey(prefixFailed, r.key, f.seq), encodeFailed(now, f.reason, f.raw), nil)
+		c.deadLetters[r.key] = append(c.deadLetters[r.key], deadLetter{seq: f.seq, raw: f.raw})
 		m.failed++
 		m.failedBytes += int64(len(f.raw))
 	}
@@ -400,7 +428,7 @@ func (a *queueActor) buildRetry(b *pebble.Batch, c *commit, r *retryReq) error {
 	if r.key == "" {
 		keys = keys[:0]
 		for k, ks := range a.keys {
-			if ks.meta.failed > 0 {
+			if ks.meta.failed > 0 || len(c.deadLetters[k]) > 0 {
 				keys = append(keys, k)
 			}
 		}
@@ -411,22 +439,34 @@ func (a *queueActor) buildRetry(b *pebble.Batch, c *commit, r *retryReq) error {
 			continue
 		}
 		m := c.meta(a, k)
+		// Dead letters are the durable ones plus those this commit wrote,
+		// in seq order; counters drop by what moved, never to a guess.
+		var dls []deadLetter
 		err := a.st.failedRecords(k, func(seq uint64, v []byte) error {
 			_, _, raw, err := decodeFailed(v)
 			if err != nil {
-				raw = v // keep it: delivery will quarantine it again with the reason
+				raw = append([]byte(nil), v...) // keep it: delivery will quarantine it again with the reason
+			} else {
+				raw = append([]byte(nil), raw...) // v belongs to the iterator
 			}
-			_ = b.Set(seqKey(prefixData, k, m.tail), raw, nil)
-			_ = b.Delete(seqKey(prefixFailed, k, seq), nil)
-			m.tail++
-			m.bytes += int64(len(raw))
-			c.retried[r]++
+			dls = append(dls, deadLetter{seq: seq, raw: raw})
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("retry %s: %w", k, err)
 		}
-		m.failed, m.failedBytes = 0, 0
+		dls = append(dls, c.deadLetters[k]...)
+		delete(c.deadLetters, k)
+		slices.SortFunc(dls, func(x, y deadLetter) int { return cmp.Compare(x.seq, y.seq) })
+		for _, dl := range dls {
+			_ = b.Set(seqKey(prefixData, k, m.tail), dl.raw, nil)
+			_ = b.Delete(seqKey(prefixFailed, k, dl.seq), nil)
+			m.tail++
+			m.bytes += int64(len(dl.raw))
+			m.failed--
+			m.failedBytes -= int64(len(dl.raw))
+			c.retried[r]++
+		}
 	}
 	return nil
 }
@@ -532,12 +572,14 @@ func (a *queueActor) wakeWaiters(ctx actor.Context) {
 	kept := a.waiters[:0]
 	blocked := map[string]bool{}
 	for _, r := range a.waiters {
+		ks := a.key(r.key)
 		if r.ctx.Err() != nil {
+			ks.waiting--
 			r.reply <- r.ctx.Err()
 			continue
 		}
-		ks := a.key(r.key)
 		if !blocked[r.key] && a.fits(ks, r) {
+			ks.waiting--
 			a.admit(ctx, ks, r)
 			continue
 		}
@@ -645,6 +687,7 @@ func (a *queueActor) onClose(ctx actor.Context, r *closeReq) {
 	a.closed = true
 	a.closing = r
 	for _, w := range a.waiters {
+		a.key(w.key).waiting--
 		w.reply <- ErrClosed
 	}
 	a.waiters = nil
@@ -668,7 +711,7 @@ func (a *queueActor) finishClose(_ actor.Context) {
 }
 
 func (a *queueActor) status() Status {
-	var s Status
+	s := Status{Waiting: int64(len(a.waiters))}
 	now := time.Now()
 	for k, ks := range a.keys {
 		m := ks.meta

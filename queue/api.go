@@ -32,7 +32,11 @@ var (
 
 // Message is one item of a routing key's FIFO as a Sink sees it.
 type Message struct {
-	Key        string
+	Key string
+	// Store is the incarnation id of the store that assigned Seq: a store
+	// created anew (db/ lost or quarantined) numbers from 1 again, so
+	// (Store, Key, Seq) is unique where (Key, Seq) is not.
+	Store      string
 	Seq        uint64
 	EnqueuedAt time.Time
 	Payload    []byte
@@ -114,4 +118,6 @@ type Status struct {
 	DeliveredHour  int64       `json:"delivered_last_hour"`
 	OldestPendingS float64     `json:"oldest_pending_age_s"`
 	DiskBytes      int64       `json:"disk_bytes"`
+	// Waiting is how many Wait producers are parked for room.
+	Waiting int64 `json:"waiting"`
 }

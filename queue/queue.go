@@ -126,7 +126,7 @@ func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	metas, err := st.loadMeta()
+	metas, err := st.loadMeta(opts.Logger.With().Str("component", "queue").Logger())
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("open queue store %s: %w", opts.Dir, err)
@@ -204,6 +204,10 @@ func (q *Queue) kv(ctx context.Context, r *kvReq) error {
 		return ctx.Err()
 	}
 }
+
+// Incarnation is the store's incarnation id (16 hex digits), as every
+// delivered Message carries it in Store.
+func (q *Queue) Incarnation() string { return q.st.incarnation }
 
 // Get reads (ns, name); ErrNotFound when absent.
 func (q *Queue) Get(ns, name string) ([]byte, error) { return q.st.get(ns, name) }

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -14,6 +16,9 @@ import (
 // write is built by the queue actor alone.
 type store struct {
 	db *pebble.DB
+	// incarnation names this store's sequence space in batch ids; see
+	// Message.Store.
+	incarnation string
 }
 
 func openStore(dir string, fs vfs.FS, log zerolog.Logger) (*store, error) {
@@ -28,28 +33,127 @@ func openStore(dir string, fs vfs.FS, log zerolog.Logger) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open queue store %s: %w", dir, err)
 	}
-	return &store{db: db}, nil
+	s := &store{db: db}
+	inc, err := s.get(storeNS, "incarnation")
+	switch {
+	case err == nil:
+		s.incarnation = string(inc)
+	case errors.Is(err, ErrNotFound):
+		err = s.newIncarnation()
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open queue store %s: incarnation: %w", dir, err)
+	}
+	return s, nil
+}
+
+// newIncarnation gives the store a new random incarnation id, durably: on
+// creation, and when sequence numbers may repeat (metadata rebuilt).
+func (s *store) newIncarnation() error {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	inc := hex.EncodeToString(b[:])
+	if err := s.db.Set(kvKey(storeNS, "incarnation"), []byte(inc), pebble.Sync); err != nil {
+		return err
+	}
+	s.incarnation = inc
+	return nil
 }
 
 func (s *store) close() error { return s.db.Close() }
 
-// loadMeta reads every routing key's metadata: O(keys), not O(records).
-func (s *store) loadMeta() (map[string]keyMeta, error) {
+// loadMeta reads every routing key's metadata: O(keys), not O(records). A
+// record that does not decode is quarantined and the key's metadata rebuilt
+// from its records, so one bad record costs a log line, not a start-up.
+func (s *store) loadMeta(log zerolog.Logger) (map[string]keyMeta, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
 	out := make(map[string]keyMeta)
+	corrupt := map[string][]byte{}
 	for it.First(); it.Valid(); it.Next() {
 		key := string(it.Key()[1:])
 		m, err := decodeMeta(it.Value())
 		if err != nil {
-			return nil, fmt.Errorf("routing key %q: %w", key, err)
+			log.Error().Err(err).Str("routing_key", key).
+				Msg("corrupt key metadata: kept under the quarantine namespace and rebuilt from the key's records")
+			corrupt[key] = append([]byte(nil), it.Value()...)
+			continue
 		}
 		out[key] = m
 	}
-	return out, it.Error()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	if len(corrupt) > 0 {
+		// A rebuilt tail cannot know the seqs of records already delivered
+		// and deleted: new ones may reuse them, so batch ids need a new
+		// incarnation to stay unique.
+		if err := s.newIncarnation(); err != nil {
+			return nil, fmt.Errorf("new incarnation after rebuilding metadata: %w", err)
+		}
+	}
+	for key, raw := range corrupt {
+		m, err := s.rebuildMeta(key)
+		if err != nil {
+			return nil, fmt.Errorf("routing key %q: rebuild corrupt metadata: %w", key, err)
+		}
+		b := s.db.NewBatch()
+		_ = b.Set(kvKey(quarantineNS, "meta/"+key), raw, nil)
+		_ = b.Set(metaKey(key), encodeMeta(m), nil)
+		err = b.Commit(pebble.Sync)
+		_ = b.Close()
+		if err != nil {
+			return nil, fmt.Errorf("routing key %q: store rebuilt metadata: %w", key, err)
+		}
+		out[key] = m
+	}
+	return out, nil
+}
+
+// rebuildMeta scans key's pending and failed records. The tail is past the
+// highest seq still stored; seqs of records already delivered and deleted
+// cannot be recovered, which is why batch ids also carry the store's
+// incarnation.
+func (s *store) rebuildMeta(key string) (keyMeta, error) {
+	var m keyMeta
+	lo, hi := keySpan(prefixData, key)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return m, err
+	}
+	first := true
+	for it.First(); it.Valid(); it.Next() {
+		seq := seqOf(it.Key())
+		if first {
+			m.head, first = seq, false
+		}
+		m.tail = seq + 1
+		m.bytes += int64(len(it.Value()))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return m, err
+	}
+	err = s.failedRecords(key, func(seq uint64, v []byte) error {
+		m.failed++
+		if _, _, raw, err := decodeFailed(v); err == nil {
+			m.failedBytes += int64(len(raw))
+		} else {
+			m.failedBytes += int64(len(v))
+		}
+		if seq+1 > m.tail {
+			m.tail = seq + 1
+		}
+		return nil
+	})
+	if first {
+		m.head = m.tail // nothing pending
+	}
+	return m, err
 }
 
 // rawRecord is a record as stored, decoded or not: a record that fails to
@@ -81,7 +185,7 @@ func (s *store) read(key string, from, to uint64, maxItems, maxBytes int) ([]raw
 		}
 		size += len(v)
 		raw := append([]byte(nil), v...)
-		r := rawRecord{raw: raw, msg: Message{Key: key, Seq: seqOf(it.Key())}}
+		r := rawRecord{raw: raw, msg: Message{Key: key, Store: s.incarnation, Seq: seqOf(it.Key())}}
 		r.msg.EnqueuedAt, r.msg.Payload, r.err = decodeRecord(raw)
 		out = append(out, r)
 	}
@@ -172,3 +276,10 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.log.WithLevel(zerolog.FatalLevel).Msgf(format, args...)
 	panic(fmt.Sprintf(format, args...))
 }
+
+// quarantineNS is the namespace where unreadable metadata is kept, by
+// "meta/<routing key>", for whoever investigates.
+const quarantineNS = "quarantine"
+
+// storeNS holds facts about the store itself ("incarnation").
+const storeNS = "store"

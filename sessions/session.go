@@ -86,6 +86,9 @@ type Run struct {
 	key       string
 	root      *Session
 	lastTouch atomic.Int64 // unix nanos of the last progress or send
+	// appending counts Appends in progress: one blocked on a full queue
+	// is waiting for delivery, which is progress, not a hang.
+	appending atomic.Int64
 
 	mu           sync.Mutex
 	records      map[string]int64
@@ -110,8 +113,14 @@ func (r *Run) Root() *Session { return r.root }
 func (r *Run) touch() { r.lastTouch.Store(time.Now().UnixNano()) }
 
 // LastActivity is when the integration last showed progress or sent
-// records; the stall watchdog compares it with the stall timeout.
-func (r *Run) LastActivity() time.Time { return time.Unix(0, r.lastTouch.Load()) }
+// records, or now while it waits for room in the queue; the stall watchdog
+// compares it with the stall timeout.
+func (r *Run) LastActivity() time.Time {
+	if r.appending.Load() > 0 {
+		return time.Now()
+	}
+	return time.Unix(0, r.lastTouch.Load())
+}
 
 // Stats is what an export did, for its result.
 type Stats struct {
@@ -223,7 +232,11 @@ func (s *Session) Send(ctx context.Context, recs ...Record) error {
 			}
 			payloads[i] = b
 		}
-		if err := s.run.opts.Store.Append(ctx, s.run.key, payloads); err != nil {
+		s.run.appending.Add(1)
+		err := s.run.opts.Store.Append(ctx, s.run.key, payloads)
+		s.run.appending.Add(-1)
+		if err != nil {
+			s.run.touch()
 			return s.failSend(err)
 		}
 		s.mu.Lock()

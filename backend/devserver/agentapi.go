@@ -482,9 +482,13 @@ func parseBatchID(key, id string) (first, last uint64, msg string) {
 	if id == "" {
 		return 0, 0, "X-Batch-Id is required"
 	}
-	bad := fmt.Sprintf("X-Batch-Id must be %s:<first seq>-<last seq>, not %q", key, id)
+	bad := fmt.Sprintf("X-Batch-Id must be %s:<store incarnation>:<first seq>-<last seq>, not %q", key, id)
 	rest, ok := strings.CutPrefix(id, key+":")
 	if !ok {
+		return 0, 0, bad
+	}
+	inc, rest, ok := strings.Cut(rest, ":")
+	if !ok || !validIncarnation(inc) {
 		return 0, 0, bad
 	}
 	a, b, ok := strings.Cut(rest, "-")
@@ -511,4 +515,17 @@ func randomToken(n int) (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// validIncarnation is the 16 lower-case hex digits a store incarnation is.
+func validIncarnation(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -13,7 +13,7 @@
 //     need application/x-ndjson with Content-Encoding: gzip, every line a
 //     JSON object ending in a newline;
 //   - an upload needs X-Routing-Key (export/…, onboard/… or events/…) and
-//     X-Batch-Id "<routing key>:<first>-<last>" matching the first and last
+//     X-Batch-Id "<routing key>:<incarnation>:<first>-<last>" matching the first and last
 //     record's "seq", which must increase; a batch id seen before (per agent)
 //     is answered 200 and not stored again; a new one 202;
 //   - a result needs a known status, finished_at, started_at not after it,

@@ -315,13 +315,13 @@ func TestUploads(t *testing.T) {
 		r      req
 		status int
 	}{
-		{"no routing key", req{header: map[string]string{"X-Batch-Id": "export/i:1-1"}}, 400},
-		{"bad routing key", req{header: map[string]string{"X-Routing-Key": "stuff/i", "X-Batch-Id": "stuff/i:1-1"}}, 400},
-		{"bare routing key", req{header: map[string]string{"X-Routing-Key": "export/", "X-Batch-Id": "export/:1-1"}}, 400},
+		{"no routing key", req{header: map[string]string{"X-Batch-Id": "export/i:0123456789abcdef:1-1"}}, 400},
+		{"bad routing key", req{header: map[string]string{"X-Routing-Key": "stuff/i", "X-Batch-Id": "stuff/i:0123456789abcdef:1-1"}}, 400},
+		{"bare routing key", req{header: map[string]string{"X-Routing-Key": "export/", "X-Batch-Id": "export/:0123456789abcdef:1-1"}}, 400},
 		{"no batch id", req{header: map[string]string{"X-Routing-Key": "export/i"}}, 400},
-		{"batch id of another key", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/j:1-1"}}, 400},
-		{"batch id backwards", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:2-1"}}, 400},
-		{"empty command id", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:1-1", "X-Command-Id": ""}}, 400},
+		{"batch id of another key", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/j:0123456789abcdef:1-1"}}, 400},
+		{"batch id backwards", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:0123456789abcdef:2-1"}}, 400},
+		{"empty command id", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:0123456789abcdef:1-1", "X-Command-Id": ""}}, 400},
 		{"json content type", req{contentType: "application/json"}, 400},
 		{"not gzip encoded", req{encoding: "-"}, 400},
 		{"gzip header, plain body", req{body: []byte(rec(1) + "\n")}, 400},
@@ -331,7 +331,7 @@ func TestUploads(t *testing.T) {
 		{"no seq", req{body: gz(t, `{"model":"x"}`)}, 400},
 		{"first seq off", req{body: gz(t, rec(2))}, 400},
 		{"last seq off", req{body: gz(t, rec(1), rec(2))}, 400},
-		{"seq backwards", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:1-3"}, body: gz(t, rec(1), rec(1), rec(3))}, 400},
+		{"seq backwards", req{header: map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:0123456789abcdef:1-3"}, body: gz(t, rec(1), rec(1), rec(3))}, 400},
 		{"too large", req{body: gz(t, rec(1)+strings.Repeat(" ", 5000))}, 413},
 		{"no bearer", req{key: "-"}, 401},
 	}
@@ -345,7 +345,7 @@ func TestUploads(t *testing.T) {
 				r.key = ""
 			}
 			if r.header == nil {
-				r.header = map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:1-1"}
+				r.header = map[string]string{"X-Routing-Key": "export/i", "X-Batch-Id": "export/i:0123456789abcdef:1-1"}
 			}
 			if r.body == nil {
 				r.body = gz(t, rec(1))
@@ -368,24 +368,24 @@ func TestUploads(t *testing.T) {
 		t.Fatalf("refused uploads stored: %+v", ups)
 	}
 
-	a := upload(t, f, key, "export/int_1", "export/int_1:1-2", rec(1), rec(2))
+	a := upload(t, f, key, "export/int_1", "export/int_1:0123456789abcdef:1-2", rec(1), rec(2))
 	wantStatus(t, "upload", a, http.StatusAccepted)
-	a = upload(t, f, key, "export/int_1", "export/int_1:1-2", rec(1), rec(2))
+	a = upload(t, f, key, "export/int_1", "export/int_1:0123456789abcdef:1-2", rec(1), rec(2))
 	wantStatus(t, "repeat", a, http.StatusOK)
 	// A repeat is not even read.
-	a = upload(t, f, key, "export/int_1", "export/int_1:1-2", `garbage`)
+	a = upload(t, f, key, "export/int_1", "export/int_1:0123456789abcdef:1-2", `garbage`)
 	wantStatus(t, "repeat with another body", a, http.StatusOK)
 	a = send(t, f, req{method: "POST", path: "/api/v1/agent/uploads", key: key, body: gz(t, rec(3)),
 		contentType: "application/x-ndjson; charset=utf-8", encoding: "gzip",
-		header: map[string]string{"X-Routing-Key": "export/int_1", "X-Batch-Id": "export/int_1:3-3", "X-Command-Id": "cmd_9"}})
+		header: map[string]string{"X-Routing-Key": "export/int_1", "X-Batch-Id": "export/int_1:0123456789abcdef:3-3", "X-Command-Id": "cmd_9"}})
 	wantStatus(t, "upload with command", a, http.StatusAccepted)
-	wantStatus(t, "another key", upload(t, f, key, "events/abc", "events/abc:1-1", rec(1)), http.StatusAccepted)
+	wantStatus(t, "another key", upload(t, f, key, "events/abc", "events/abc:0123456789abcdef:1-1", rec(1)), http.StatusAccepted)
 
 	ups, err := f.Admin.Uploads(ctx, devserver.UploadFilter{RoutingKey: "export/int_1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ups) != 2 || ups[0].BatchID != "export/int_1:1-2" || ups[0].Count != 2 || ups[0].AgentID != id ||
+	if len(ups) != 2 || ups[0].BatchID != "export/int_1:0123456789abcdef:1-2" || ups[0].Count != 2 || ups[0].AgentID != id ||
 		ups[1].CommandID != "cmd_9" || len(ups[1].Records) != 1 || string(ups[1].Records[0]) != rec(3) {
 		t.Fatalf("uploads = %+v", ups)
 	}
@@ -484,14 +484,14 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("SetFaults = %+v, %v", got, err)
 	}
 	for i := 0; i < 2; i++ {
-		a := upload(t, f, key, "export/i", "export/i:1-1", `{"seq":1}`)
+		a := upload(t, f, key, "export/i", "export/i:0123456789abcdef:1-1", `{"seq":1}`)
 		wantStatus(t, "faulted upload", a, http.StatusServiceUnavailable)
 		if a.header.Get("Retry-After") != "7" {
 			t.Errorf("Retry-After = %q", a.header.Get("Retry-After"))
 		}
 		a.errorText(t)
 	}
-	wantStatus(t, "upload after the fault", upload(t, f, key, "export/i", "export/i:1-1", `{"seq":1}`), http.StatusAccepted)
+	wantStatus(t, "upload after the fault", upload(t, f, key, "export/i", "export/i:0123456789abcdef:1-1", `{"seq":1}`), http.StatusAccepted)
 	for i := 0; i < 3; i++ {
 		a := send(t, f, req{method: "GET", path: "/api/v1/agent/commands?wait=1", key: key})
 		wantStatus(t, "faulted poll", a, http.StatusInternalServerError)
@@ -537,7 +537,7 @@ func TestRestartKeepsState(t *testing.T) {
 	wantStatus(t, "ack", send(t, f, req{method: "POST", path: "/api/v1/agent/commands/" + done.ID + "/ack", key: key}), http.StatusNoContent)
 	wantStatus(t, "result", send(t, f, req{method: "POST", path: "/api/v1/agent/commands/" + done.ID + "/result", key: key,
 		body: []byte(`{"status":"succeeded","finished_at":"2026-01-01T00:00:00Z","error":""}`)}), http.StatusNoContent)
-	wantStatus(t, "upload", upload(t, f, key, "export/i", "export/i:1-1", `{"seq":1}`), http.StatusAccepted)
+	wantStatus(t, "upload", upload(t, f, key, "export/i", "export/i:0123456789abcdef:1-1", `{"seq":1}`), http.StatusAccepted)
 	code := f.EnrollCode(t)
 
 	f = f.Restart(t)
@@ -547,8 +547,8 @@ func TestRestartKeepsState(t *testing.T) {
 	if !strings.Contains(string(a.body), c.ID) || strings.Contains(string(a.body), done.ID) {
 		t.Errorf("poll after restart = %s", a.body)
 	}
-	wantStatus(t, "repeat upload after restart", upload(t, f, key, "export/i", "export/i:1-1", `{"seq":1}`), http.StatusOK)
-	wantStatus(t, "next upload", upload(t, f, key, "export/i", "export/i:2-2", `{"seq":2}`), http.StatusAccepted)
+	wantStatus(t, "repeat upload after restart", upload(t, f, key, "export/i", "export/i:0123456789abcdef:1-1", `{"seq":1}`), http.StatusOK)
+	wantStatus(t, "next upload", upload(t, f, key, "export/i", "export/i:0123456789abcdef:2-2", `{"seq":2}`), http.StatusAccepted)
 	if recs, err := f.Admin.Records(ctx, devserver.UploadFilter{RoutingKey: "export/i"}); err != nil || len(recs) != 2 {
 		t.Errorf("records after restart = %s, %v", recs, err)
 	}
@@ -655,7 +655,7 @@ func TestWaitRecords(t *testing.T) {
 	_, key := enroll(t, f)
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		h := map[string]string{"X-Routing-Key": "export/w", "X-Batch-Id": "export/w:1-2"}
+		h := map[string]string{"X-Routing-Key": "export/w", "X-Batch-Id": "export/w:0123456789abcdef:1-2"}
 		_, _ = sendE(f, req{method: "POST", path: "/api/v1/agent/uploads", key: key, body: gzE(`{"seq":1}`, `{"seq":2}`),
 			contentType: "application/x-ndjson", encoding: "gzip", header: h})
 	}()

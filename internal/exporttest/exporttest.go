@@ -182,6 +182,8 @@ type Options struct {
 	// Export are the exporter's options; Store and Log are the rig's and a
 	// zero RestartBackoff is 10ms.
 	Export actors.ExportOptions
+	// Quota bounds the rig's queue; zero fields take the queue's defaults.
+	Quota queue.Quota
 	// AfterStop runs at cleanup once the queue and actors stopped.
 	AfterStop func()
 }
@@ -224,7 +226,7 @@ func New(t testing.TB, o Options) *Rig {
 	}
 	r.Sys = NewSystem()
 	qo := queue.Options{
-		Dir: filepath.Join(r.Dir, "db"), Logger: r.Log,
+		Dir: filepath.Join(r.Dir, "db"), Logger: r.Log, Quota: o.Quota,
 		Router: func(string) queue.Route { return queue.Route{Sink: sink} },
 	}
 	if !o.QueueOnly {
