@@ -261,12 +261,10 @@ func hanging(id string, n int) map[string]any {
 	return synth(id, map[string]any{"items_per_repo": n + 10, "hang_after": n})
 }
 
-// waitHanging waits until the export of integration is blocked after its
-// n records, all of them at the backend.
-func (a *agent) waitHanging(cmd, integration string, n int) {
+// waitHanging waits until the export runs, its start journaled.
+func (a *agent) waitHanging(cmd string) {
 	a.t.Helper()
-	waitFor(a.t, integration+"'s records", func() bool { return a.records(integration) >= n })
-	waitFor(a.t, cmd+" running", func() bool { return a.isRunning(cmd) })
+	waitFor(a.t, cmd+" running", func() bool { return a.isRunning(cmd) && !a.journal(cmd).StartedAt.IsZero() })
 }
 
 func cancelOf(id string) map[string]any { return map[string]any{"command_id": id} }
