@@ -134,3 +134,38 @@ func TestRouterRestartResumesTheCommand(t *testing.T) {
 		t.Fatalf("journal after the resume: %+v, first start %s", e, startedAt)
 	}
 }
+
+// TestGracefulStopKeepsCommandsForTheNextStart: a stop (SIGTERM: an
+// upgrade, a restart of the unit) ends no backend command for good. The
+// waiting command stays journaled, the running one is interrupted, and
+// both run at the next start, each ending with one result.
+func TestGracefulStopKeepsCommandsForTheNextStart(t *testing.T) {
+	a := newAgent(t, agentOptions{})
+	running := a.command("export", export(hanging("shared", 5)))
+	a.waitHanging(running)
+	waiting := a.command("export", export(synth("shared", map[string]any{"orgs": 1, "repos_per_org": 1, "items_per_repo": 10})))
+	waitFor(t, "the second export to wait", func() bool { return a.logs.Count("this one waits") == 1 })
+
+	a.stop()
+	for _, line := range strings.Split(a.logs.String(), "\n") {
+		if strings.Contains(line, `"message":"command finished"`) {
+			t.Fatalf("the stop ended a command: %s", line)
+		}
+	}
+	a.start()
+	for _, id := range []string{running, waiting} {
+		if e := a.journal(id); e.State != "accepted" {
+			t.Fatalf("%s after the stop: %+v, want it journaled for this start", id, e)
+		}
+	}
+	waitFor(t, "the interrupted export to resume", func() bool { return a.isRunning(running) })
+	if r := a.result(a.command("cancel", cancelOf(running))); r.Status != "succeeded" {
+		t.Fatalf("cancel: %+v", r)
+	}
+	if r := a.result(running); r.Status != "cancelled" || r.Repeats != 0 {
+		t.Fatalf("the interrupted export: %+v", r)
+	}
+	if r := a.result(waiting); r.Status != "succeeded" || r.Repeats != 0 {
+		t.Fatalf("the waiting export: %+v", r)
+	}
+}
