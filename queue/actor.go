@@ -25,6 +25,7 @@ type (
 		policy   Policy
 		at       time.Time
 		reply    chan error
+		with     []KV // committed in the same batch (atomic.go)
 	}
 	cancelWait struct{ req *enqueueReq }
 	kvReq      struct {
@@ -321,6 +322,7 @@ func (a *queueActor) startCommit(ctx actor.Context) {
 				m.tail++
 			}
 			m.bytes += r.bytes
+			putWith(b, r.with)
 		case *kvReq:
 			if r.del {
 				_ = b.Delete(kvKey(r.ns, r.name), nil)
