@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
 	"courier/actors"
@@ -52,6 +53,8 @@ type agentOptions struct {
 	Route func(key string) queue.Route
 	// Service is applied to the service's options before it starts.
 	Service func(*actors.ServiceOptions)
+	// FS replaces the disk (Pebble's crashable in-memory one).
+	FS vfs.FS
 }
 
 func newAgent(t *testing.T, opts agentOptions) *agent {
@@ -103,7 +106,7 @@ func (a *agent) start() {
 	a.g = g
 	sink := a.client.Sink()
 	a.q, err = queue.Open(a.sys, queue.Options{
-		Dir: filepath.Join(a.dir, "db"), Logger: a.log, Quota: a.opts.Quota, Linger: time.Millisecond,
+		Dir: filepath.Join(a.dir, "db"), FS: a.opts.FS, Logger: a.log, Quota: a.opts.Quota, Linger: time.Millisecond,
 		Router: func(k string) queue.Route {
 			if a.opts.Route != nil {
 				if r := a.opts.Route(k); r.Sink != nil {

@@ -835,9 +835,10 @@ func (r *router) cancelCmd(c backend.Command) backend.Result {
 	return backend.Result{Status: ResultSucceeded, Output: out}
 }
 
-// finish persists a result through the queue (routing key "results"),
-// then marks the journal entry done. Only then is the command forgotten:
-// a crash in between re-runs it, and the backend ignores a second result.
+// finish stores a result through the queue (routing key "results") and
+// marks the journal entry done in the same batch: a crash leaves both or
+// neither (then the command runs again at the next start). Only then is
+// the command forgotten.
 func (r *router) finish(id string, res backend.Result) {
 	run := r.running[id]
 	if run == nil || run.finishing {
@@ -857,17 +858,26 @@ func (r *router) finish(id string, res backend.Result) {
 	}
 	ev.Str(logging.FieldCommand, id).Str("status", res.Status).Msg("command finished")
 	entry := run.entry
+	entry.State, entry.FinishedAt, entry.Status = journalDone, res.FinishedAt, res.Status
+	if entry.StartedAt.IsZero() {
+		entry.StartedAt = res.StartedAt
+	}
 	self := r.selfPID()
 	written := run.startWritten
 	r.goFn(func() {
+		// markStarted's write must land first: after the "done" it would
+		// put the command back to accepted.
+		if written != nil {
+			<-written
+		}
 		payload, err := backend.EncodeResult(id, res)
 		if err == nil {
 			bo := newBackoff(time.Second, time.Minute)
 			for {
-				// Not r.ctx: a result made while the router stops (a
-				// command cancelled by SIGTERM) must still be stored.
+				// Not r.ctx: a result made while the router stops must
+				// still be stored.
 				ectx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				err = r.s.opts.Queue.Enqueue(ectx, backend.ResultsKey, [][]byte{payload}, queue.Wait)
+				err = r.s.journal.Finish(ectx, entry, payload)
 				cancel()
 				if err == nil || r.ctx.Err() != nil {
 					break
@@ -880,18 +890,6 @@ func (r *router) finish(id string, res backend.Result) {
 		}
 		if err != nil {
 			return // the journal still says accepted: the command runs again at the next start
-		}
-		if written != nil {
-			<-written
-		}
-		entry.State, entry.FinishedAt, entry.Status = journalDone, res.FinishedAt, res.Status
-		if entry.StartedAt.IsZero() {
-			entry.StartedAt = res.StartedAt
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := r.s.journal.Put(ctx, entry); err != nil {
-			r.log.Error().Err(err).Str(logging.FieldCommand, id).Msg("cannot mark the command done in the journal; it may run again after a restart (its result is sent once more, which the backend ignores)")
 		}
 		r.s.sys.Root.Send(self, &resultStored{id: id, run: run})
 	})
