@@ -36,6 +36,7 @@ func TestRouterRunsACommandDeliveredTwiceOnce(t *testing.T) {
 	if r := a.result(id); r.Repeats != 0 {
 		t.Fatalf("the command ran twice: %d repeated results", r.Repeats)
 	}
+	waitFor(t, "the export's records", func() bool { return a.records("twice") >= 30 })
 	if n := a.records("twice"); n != 30 {
 		t.Fatalf("%d records, want 30 (one run)", n)
 	}
