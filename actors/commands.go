@@ -64,6 +64,10 @@ type ServiceOptions struct {
 	// Ships is told which command a running export belongs to, so log
 	// lines carrying that command id are shipped.
 	Ships *LogShipper
+
+	// startWriteHook, set by tests only, runs in markStarted between the
+	// read and the write of the journal entry: the window of a race.
+	startWriteHook func(id string)
 }
 
 // Service is the running command loop.
@@ -117,8 +121,12 @@ func StartService(sys *actor.ActorSystem, g *Guardian, opts ServiceOptions) (*Se
 	return s, nil
 }
 
-// Stop ends the command loop for a shutdown: polling stops, running
-// commands are cancelled and their results persisted, within ctx.
+// Stop ends the command loop for a shutdown (SIGTERM: an upgrade, a
+// restart of the unit), within ctx: polling stops; waiting commands stay
+// journaled; running ones are interrupted, store no result and stay
+// journaled, so that the next start runs them (an export resumes from its
+// tokens). Results already made are stored. Only a backend cancel or an
+// expiry ends a command as cancelled or expired.
 func (s *Service) Stop(ctx context.Context) {
 	_ = s.sys.Root.StopFuture(s.workers[0]).Wait() // the poller: take no new commands
 	r := &shutdownReq{reply: make(chan struct{}, 1)}
@@ -261,11 +269,13 @@ type (
 		job *Job
 		err error
 	}
-	// cmdDone carries a finished command's result; the router stores it.
+	// cmdDone carries a finished command's result; the router stores it,
+	// unless the command ended because the agent is stopping.
 	cmdDone struct {
-		id     string
-		run    *running
-		result backend.Result
+		id          string
+		run         *running
+		result      backend.Result
+		interrupted bool
 	}
 	// resultStored says the result is durable and the journal updated.
 	resultStored struct {
@@ -283,8 +293,10 @@ type running struct {
 	started      time.Time
 	job          *Job
 	cancel       context.CancelFunc
-	integration  []string // integration ids an export holds
+	interrupt    context.CancelFunc // a task's; an export's job has its own
+	integration  []string           // integration ids an export holds
 	cancelled    bool
+	interrupted  bool
 	finishing    bool
 	lastProgress string
 	// startWritten is closed once markStarted's journal write is done.
@@ -308,24 +320,36 @@ type router struct {
 	draining *shutdownReq
 }
 
-func (r *router) shutdown(ctx actor.Context, m *shutdownReq) {
+// errInterrupted is the cause of a command stopped because the agent is
+// stopping: it is not over, and runs again at the next start.
+var errInterrupted = errors.New("interrupted: the agent is stopping; it resumes at the next start")
+
+// shutdown ends no command for good: the journal keeps waiting and running
+// commands for the next start, as it does through a kill -9. Running ones
+// are interrupted so that the stop is prompt; a result already made (or
+// being stored) is stored.
+func (r *router) shutdown(_ actor.Context, m *shutdownReq) {
 	r.draining = m
-	waiting := r.waiting
-	r.waiting = nil
-	for _, w := range waiting {
-		r.track(w, nil)
-		r.finish(w.Command.ID, backend.Result{Status: ResultCancelled, Error: "the agent shut down before it started"})
+	if n := len(r.waiting); n > 0 {
+		r.log.Info().Int("commands", n).Msg("waiting commands stay journaled; they start at the next start")
 	}
+	r.waiting = nil
 	for _, run := range r.running {
-		run.cancelled = true
-		if run.job != nil {
-			run.job.Cancel()
-		}
-		if run.cancel != nil {
-			run.cancel()
+		if !run.finishing {
+			r.interruptRun(run)
 		}
 	}
 	r.drained()
+}
+
+func (r *router) interruptRun(run *running) {
+	run.interrupted = true
+	if run.job != nil {
+		run.job.cancel(errInterrupted)
+	}
+	if run.interrupt != nil {
+		run.interrupt()
+	}
 }
 
 func (r *router) drained() {
@@ -365,12 +389,18 @@ func (r *router) Receive(ctx actor.Context) {
 			r.onJobStarted(m)
 		}
 	case *cmdDone:
-		if r.current(m.id, m.run) {
-			r.finish(m.id, m.result)
+		if !r.current(m.id, m.run) {
+			return
 		}
+		if m.interrupted && !m.run.cancelled {
+			r.log.Info().Str(logging.FieldCommand, m.id).Msg("command interrupted by the stop; it stays journaled and runs again at the next start")
+			r.ended(ctx, m.id)
+			return
+		}
+		r.finish(m.id, m.result)
 	case *resultStored:
 		if r.current(m.id, m.run) {
-			r.onStored(ctx, m.id)
+			r.ended(ctx, m.id)
 		}
 	case *shutdownReq:
 		r.shutdown(ctx, m)
@@ -401,17 +431,12 @@ func (r *router) goFn(fn func()) {
 	}()
 }
 
-// stop cancels what runs and waits for it: running commands end as
-// cancelled (their results are persisted) or, if the process ends first,
-// are resumed from the journal at the next start.
+// stop interrupts what runs and waits for it: running commands are
+// resumed from the journal by the next instance (after a restart) or at
+// the next start.
 func (r *router) stop() {
 	for _, run := range r.running {
-		if run.job != nil {
-			run.job.Cancel()
-		}
-		if run.cancel != nil {
-			run.cancel()
-		}
+		r.interruptRun(run)
 	}
 	// Service.Stop drained the results first; what is left ends now.
 	r.cancel()
@@ -565,7 +590,8 @@ func (r *router) startExport(ctx actor.Context, e JournalEntry, log zerolog.Logg
 			return
 		}
 		res, _ := job.Wait(context.Background())
-		sys.Root.Send(self, &cmdDone{id: c.ID, run: run, result: exportResult(res, job)})
+		sys.Root.Send(self, &cmdDone{id: c.ID, run: run, result: exportResult(res, job),
+			interrupted: errors.Is(context.Cause(job.ctx), errInterrupted)})
 	})
 }
 
@@ -600,8 +626,11 @@ func (r *router) onJobStarted(m *jobStarted) {
 		return
 	}
 	run.job = m.job
-	if run.cancelled {
+	switch {
+	case run.cancelled:
 		m.job.Cancel()
+	case run.interrupted:
+		m.job.cancel(errInterrupted)
 	}
 }
 
@@ -612,13 +641,14 @@ func (r *router) selfPID() *actor.PID { return r.s.router }
 type task func(ctx context.Context, c backend.Command) (any, error)
 
 func (r *router) startTask(ctx actor.Context, e JournalEntry, fn task) {
-	tctx, cancel := context.WithCancel(r.ctx)
-	run := r.track(e, cancel)
+	tctx, cancel := context.WithCancelCause(r.ctx)
+	run := r.track(e, func() { cancel(errCancelled) })
+	run.interrupt = func() { cancel(errInterrupted) }
 	r.markStarted(run)
 	self, sys := ctx.Self(), ctx.ActorSystem()
 	c := e.Command
 	r.goFn(func() {
-		defer cancel()
+		defer cancel(nil)
 		var out any
 		err := integrations.Safe(func() error {
 			var err error
@@ -638,7 +668,8 @@ func (r *router) startTask(ctx actor.Context, e JournalEntry, fn task) {
 		default:
 			res.Output, _ = json.Marshal(out)
 		}
-		sys.Root.Send(self, &cmdDone{id: c.ID, run: run, result: res})
+		interrupted := err != nil && errors.Is(context.Cause(tctx), errInterrupted)
+		sys.Root.Send(self, &cmdDone{id: c.ID, run: run, result: res, interrupted: interrupted})
 	})
 }
 
@@ -661,6 +692,9 @@ func (r *router) markStarted(run *running) {
 		cur, ok, err := r.s.journal.Get(e.Command.ID)
 		if err != nil || !ok || cur.State == journalDone {
 			return
+		}
+		if h := r.s.opts.startWriteHook; h != nil {
+			h(e.Command.ID)
 		}
 		cur.StartedAt = e.StartedAt
 		if err := r.s.journal.Put(ctx, cur); err != nil && r.ctx.Err() == nil {
@@ -801,9 +835,10 @@ func (r *router) cancelCmd(c backend.Command) backend.Result {
 	return backend.Result{Status: ResultSucceeded, Output: out}
 }
 
-// finish persists a result through the queue (routing key "results"),
-// then marks the journal entry done. Only then is the command forgotten:
-// a crash in between re-runs it, and the backend ignores a second result.
+// finish stores a result through the queue (routing key "results") and
+// marks the journal entry done in the same batch: a crash leaves both or
+// neither (then the command runs again at the next start). Only then is
+// the command forgotten.
 func (r *router) finish(id string, res backend.Result) {
 	run := r.running[id]
 	if run == nil || run.finishing {
@@ -823,17 +858,26 @@ func (r *router) finish(id string, res backend.Result) {
 	}
 	ev.Str(logging.FieldCommand, id).Str("status", res.Status).Msg("command finished")
 	entry := run.entry
+	entry.State, entry.FinishedAt, entry.Status = journalDone, res.FinishedAt, res.Status
+	if entry.StartedAt.IsZero() {
+		entry.StartedAt = res.StartedAt
+	}
 	self := r.selfPID()
 	written := run.startWritten
 	r.goFn(func() {
+		// markStarted's write must land first: after the "done" it would
+		// put the command back to accepted.
+		if written != nil {
+			<-written
+		}
 		payload, err := backend.EncodeResult(id, res)
 		if err == nil {
 			bo := newBackoff(time.Second, time.Minute)
 			for {
-				// Not r.ctx: a result made while the router stops (a
-				// command cancelled by SIGTERM) must still be stored.
+				// Not r.ctx: a result made while the router stops must
+				// still be stored.
 				ectx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				err = r.s.opts.Queue.Enqueue(ectx, backend.ResultsKey, [][]byte{payload}, queue.Wait)
+				err = r.s.journal.Finish(ectx, entry, payload)
 				cancel()
 				if err == nil || r.ctx.Err() != nil {
 					break
@@ -847,23 +891,13 @@ func (r *router) finish(id string, res backend.Result) {
 		if err != nil {
 			return // the journal still says accepted: the command runs again at the next start
 		}
-		if written != nil {
-			<-written
-		}
-		entry.State, entry.FinishedAt, entry.Status = journalDone, res.FinishedAt, res.Status
-		if entry.StartedAt.IsZero() {
-			entry.StartedAt = res.StartedAt
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := r.s.journal.Put(ctx, entry); err != nil {
-			r.log.Error().Err(err).Str(logging.FieldCommand, id).Msg("cannot mark the command done in the journal; it may run again after a restart (its result is sent once more, which the backend ignores)")
-		}
 		r.s.sys.Root.Send(self, &resultStored{id: id, run: run})
 	})
 }
 
-func (r *router) onStored(ctx actor.Context, id string) {
+// ended forgets a command that has its result stored or was interrupted,
+// and starts what waited for its integrations.
+func (r *router) ended(ctx actor.Context, id string) {
 	run := r.running[id]
 	if run == nil {
 		return

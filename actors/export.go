@@ -390,6 +390,9 @@ func (a *jobActor) onFinished(ctx actor.Context, m *integrationFinished) {
 	case errors.Is(m.cause, errCancelled):
 		r.Status = StatusCancelled
 		r.Error = "cancelled"
+	case errors.Is(m.cause, errInterrupted):
+		r.Status = StatusCancelled
+		r.Error = errInterrupted.Error()
 	default:
 		r.Status = StatusFailed
 		r.Error = m.err.Error()

@@ -63,6 +63,16 @@ func (j Journal) Put(ctx context.Context, e JournalEntry) error {
 	return j.Q.Put(ctx, journalNS, e.Command.ID, b)
 }
 
+// Finish stores a command's encoded result under backend.ResultsKey and
+// e (its "done" entry) in one batch: a crash keeps both or neither.
+func (j Journal) Finish(ctx context.Context, e JournalEntry, result []byte) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return j.Q.EnqueueWith(ctx, backend.ResultsKey, [][]byte{result}, queue.Wait, queue.KV{NS: journalNS, Name: e.Command.ID, Value: b})
+}
+
 // Unfinished returns accepted commands without a result, oldest first, and
 // forgets finished ones older than a week.
 func (j Journal) Unfinished(ctx context.Context) ([]JournalEntry, error) {

@@ -26,6 +26,7 @@ type (
 		policy   Policy
 		at       time.Time
 		reply    chan error
+		with     []KV // committed in the same batch (atomic.go)
 	}
 	cancelWait struct{ req *enqueueReq }
 	kvReq      struct {
@@ -361,6 +362,7 @@ func (a *queueActor) buildCommit(ops []any) (*commit, *pebble.Batch, error) {
 				m.tail++
 			}
 			m.bytes += r.bytes
+			putWith(b, r.with)
 		case *kvReq:
 			if r.del {
 				_ = b.Delete(kvKey(r.ns, r.name), nil)

@@ -156,6 +156,10 @@ func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 // blocks until there is room or ctx ends. On error nothing of the request may
 // be assumed written, though with a cancelled ctx it may have been.
 func (q *Queue) Enqueue(ctx context.Context, key string, payloads [][]byte, p Policy) error {
+	return q.enqueue(ctx, key, payloads, p, nil)
+}
+
+func (q *Queue) enqueue(ctx context.Context, key string, payloads [][]byte, p Policy, with []KV) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
@@ -165,7 +169,7 @@ func (q *Queue) Enqueue(ctx context.Context, key string, payloads [][]byte, p Po
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	req := &enqueueReq{ctx: ctx, key: key, payloads: payloads, policy: p, reply: make(chan error, 1), at: time.Now()}
+	req := &enqueueReq{ctx: ctx, key: key, payloads: payloads, policy: p, reply: make(chan error, 1), at: time.Now(), with: with}
 	for _, pl := range payloads {
 		req.bytes += int64(len(pl) + recordHeader)
 	}
