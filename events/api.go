@@ -54,6 +54,13 @@ type APIOptions struct {
 	Logger     zerolog.Logger
 	// Now stamps ReceivedAt; nil means time.Now.
 	Now func() time.Time
+	// LocalToken, carried by a request, shows it whole routing keys in the
+	// queue's status; without it they are redacted. Token implies it.
+	LocalToken string
+	// ListenHosts and AllowedOrigins are config.yaml's listen_hosts and
+	// allowed_origins: see guard.
+	ListenHosts    []string
+	AllowedOrigins []string
 }
 
 // NewAPI returns the agent's local HTTP API (PROTOCOL.md §2).
@@ -68,6 +75,10 @@ func NewAPI(opts APIOptions) http.Handler {
 		log:   opts.Logger.With().Str("component", "local-api").Logger(),
 		now:   opts.Now,
 	}
+	if opts.LocalToken == "" {
+		opts.LocalToken = opts.Token
+	}
+	a.guard = newGuard(opts)
 	if opts.Token != "" {
 		sum := sha256.Sum256([]byte("Token " + opts.Token))
 		a.tokenSum = &sum
@@ -128,6 +139,7 @@ type api struct {
 	log        zerolog.Logger
 	now        func() time.Time
 	routes     map[string]route
+	guard      *guard
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +159,9 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("code", code).
 			Dur("duration", time.Since(start)).Msg("request")
 	}()
+	if !a.guard.allow(rec, r) {
+		return
+	}
 	// Authentication comes before routing so that an unauthenticated caller
 	// learns nothing about which paths exist.
 	if !(known && rt.open) && !a.authorized(r) {
@@ -297,9 +312,7 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 		a.queueError(w, "could not read the queue's status", err)
 		return
 	}
-	if st.Keys == nil {
-		st.Keys = []queue.KeyStatus{} // [] reads better than null to a script
-	}
+	st = a.guard.redactStatus(r, st)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -328,8 +341,13 @@ func (a *api) retry(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	key := req.RoutingKey
-	if key != "" && !strings.Contains(key, "/") {
-		key = QueueKey(key)
+	if key != "" {
+		k, code, err := a.resolveRetryKey(r, key)
+		if err != nil {
+			writeError(w, code, err.Error())
+			return
+		}
+		key = k
 	}
 	n, err := a.q.Retry(r.Context(), key)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"courier/internal/redact"
 	"courier/queue"
 )
 
@@ -239,15 +240,7 @@ func retryAfter(h string, now time.Time) (time.Duration, bool) {
 	return min(d, maxRetryAfter), true
 }
 
-// RedactKey shortens an integration key for logs: its first 4 characters and
-// an ellipsis. Anyone holding the full key can post events to the service.
-func RedactKey(key string) string {
-	if key == "" {
-		return ""
-	}
-	r := []rune(key)
-	if len(r) <= 4 {
-		return "…"
-	}
-	return string(r[:4]) + "…"
-}
+// RedactKey shortens an integration key for logs, status and metrics: its
+// first 4 characters, an ellipsis and a short hash (internal/redact). Anyone
+// holding the full key can post events to the service.
+func RedactKey(key string) string { return redact.Key(key) }
