@@ -272,13 +272,19 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 	}
 }
 
+// maxDrainBytes is how much of a body past the limit is read and thrown
+// away before answering 413: a client still sending when the answer comes
+// and the connection closes sees a reset, not the 413, and retries forever.
+// Past this bound the connection is closed, so a huge body costs only this.
+const maxDrainBytes = 1 << 20
+
 // readBody reads at most limit bytes of the body, answering 413 past that.
 // Content-Type is not required: PagerDuty takes a body without one.
 func (a *api) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	tooLarge := func() ([]byte, bool) {
-		// The rest of the body is not read; closing spares the server from
-		// draining it.
-		w.Header().Set("Connection", "close")
+	tooLarge := func(closeConn bool) ([]byte, bool) {
+		if closeConn {
+			w.Header().Set("Connection", "close")
+		}
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
 			"status":  "invalid event",
 			"message": "Request body is too large",
@@ -286,17 +292,21 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]b
 		})
 		return nil, false
 	}
-	if r.ContentLength > limit {
-		return tooLarge()
+	if r.ContentLength > limit+maxDrainBytes {
+		// Known to be past the bound: answer before reading anything (a
+		// client that sent Expect: 100-continue then sends no body).
+		return tooLarge(true)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge()
-		}
 		writeError(w, http.StatusBadRequest, "could not read the request body: "+err.Error())
 		return nil, false
+	}
+	if int64(len(body)) > limit {
+		// Read the rest, up to a bound, so that the client is done sending
+		// when the answer arrives. Beyond the bound, close instead.
+		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, maxDrainBytes+1))
+		return tooLarge(n > maxDrainBytes)
 	}
 	return body, true
 }
