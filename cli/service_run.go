@@ -110,13 +110,14 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 	}
 	routes := routes{pagerduty: events.NewPagerDutySink(events.PagerDutyOptions{
 		URL: cfg.Events.URL, V1URL: v1URL, UserAgent: "courier/" + Version, Logger: e.log,
+		MaxConnections: cfg.Events.MaxConnections,
 	}), exports: queue.DirSink{Dir: e.layout.Exports()}, eventsToBackend: cfg.Events.Upstream == config.UpstreamBackend}
 	var client *backend.Client
 	if cfg.Backend.Enrolled() {
 		var err error
 		client, err = backend.New(backend.Options{
 			URL: cfg.Backend.URL, APIKey: cfg.Backend.APIKey.Reveal(), CAFile: cfg.Backend.CAFile,
-			UserAgent: "courier/" + Version, Logger: e.log,
+			UserAgent: "courier/" + Version, Logger: e.log, MaxConnections: cfg.Backend.MaxConnections,
 		})
 		if err != nil {
 			return withCode(ExitConfig, fmt.Errorf("backend: %w", err))
