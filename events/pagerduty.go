@@ -469,7 +469,7 @@ func keyCharProblem(name, v string) string {
 		if r > ' ' && r < 0x7f && r != '/' {
 			continue
 		}
-		what := fmt.Sprintf("%q", r)
+		var what string
 		switch {
 		case r == '/':
 			what = `"/"`
