@@ -52,8 +52,14 @@ type Options struct {
 	// Timeout bounds each request, from sending to reading the whole
 	// answer; zero means DefaultTimeout. A poll gets its wait on top.
 	Timeout time.Duration
-	Logger  zerolog.Logger
+	// MaxConnections caps the connections open to the backend at once;
+	// zero means DefaultMaxConnections. Requests past it wait for one.
+	MaxConnections int
+	Logger         zerolog.Logger
 }
+
+// DefaultMaxConnections is Options.MaxConnections when unset.
+const DefaultMaxConnections = 8
 
 // Client talks to one backend as one enrolled agent. It is safe for
 // concurrent use.
@@ -92,7 +98,7 @@ func newClient(opts Options) (*Client, error) {
 		// Not the value: it is a credential.
 		return nil, errors.New("backend: the API key contains characters that cannot go in an HTTP header")
 	}
-	hc, err := httpClient(opts.CAFile)
+	hc, err := httpClient(opts.CAFile, opts.MaxConnections)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +154,7 @@ func baseURL(raw string) (string, error) {
 // httpClient verifies TLS always; caFile adds to the system's roots. It
 // does not follow redirects: net/http would turn a POST into a GET without
 // its body. A redirect is reported as an answer instead.
-func httpClient(caFile string) (*http.Client, error) {
+func httpClient(caFile string, maxConns int) (*http.Client, error) {
 	var tr *http.Transport
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 		tr = dt.Clone() // proxy from the environment, dial and TLS timeouts
@@ -158,7 +164,13 @@ func httpClient(caFile string) (*http.Client, error) {
 	}
 	// Delivery actors (one per routing key), the poller and the heartbeat
 	// talk to one host at once; keep their connections.
-	tr.MaxIdleConnsPerHost = 16
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConnections
+	}
+	// However many routing keys deliver at once, the backend sees at most
+	// maxConns connections from this agent.
+	tr.MaxConnsPerHost = maxConns
+	tr.MaxIdleConnsPerHost = maxConns
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)

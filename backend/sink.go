@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"courier/internal/redact"
 	"courier/queue"
 )
 
@@ -145,19 +146,8 @@ func BatchID(key, store string, first, last uint64) string {
 
 // logKey is a routing key fit for logs and error messages: the routing
 // key inside an events/ key is a PagerDuty integration key, which lets
-// anyone who holds it post events, so only its first 4 characters are
-// kept (as events.RedactKey does).
-func logKey(key string) string {
-	rk, ok := strings.CutPrefix(key, "events/")
-	if !ok {
-		return key
-	}
-	r := []rune(rk)
-	if len(r) <= 4 {
-		return "events/…"
-	}
-	return "events/" + string(r[:4]) + "…"
-}
+// anyone who holds it post events, so it is redacted as everywhere else.
+func logKey(key string) string { return redact.QueueKey(key) }
 
 // commandOf is the top-level "command" string of a stored record, or "".
 func commandOf(payload []byte) string {

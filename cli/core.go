@@ -60,7 +60,8 @@ func openCore(e *env, cfg *config.Config, router queue.Router, reg prometheus.Re
 		Spawn: func(p *actor.Props, name string) (*actor.PID, error) {
 			return g.Spawn(p, name, actors.Fatal)
 		},
-		KeyLabel: keyLabel,
+		KeyLabel:    keyLabel,
+		MetricsKeys: cfg.Queue.MetricsKeys,
 	})
 	if err != nil {
 		_ = g.Stop()

@@ -942,7 +942,7 @@ type cliQueueStatus struct {
 // cliStatus runs `courier status --json`.
 func cliStatus(t *testing.T, root string) cliQueueStatus {
 	t.Helper()
-	r := runCourier(t, root, "status", "--json")
+	r := runCourier(t, root, "status", "--json", "--show-keys")
 	if r.code != 0 {
 		t.Fatalf("courier status --json: %s", r)
 	}

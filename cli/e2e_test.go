@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"courier/internal/redact"
 )
 
 // TestE2EKill9Durability: clients post events while service-run is killed
@@ -541,7 +543,7 @@ func TestE2EMetrics(t *testing.T) {
 		if strings.Contains(text, k) || strings.Contains(text, k[:8]) {
 			t.Errorf("metrics show the routing key %s", k)
 		}
-		label := `routing_key="events/` + k[:4] + `…"`
+		label := `routing_key="` + redact.QueueKey("events/"+k) + `"`
 		for _, state := range []string{"pending", "delivering", "failed"} {
 			series := fmt.Sprintf(`courier_queue_items{%s,state="%s"}`, label, state)
 			want := 0.0

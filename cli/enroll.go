@@ -34,6 +34,7 @@ func enrollCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "backend-url", Usage: "the backend's base `URL`", EnvVars: []string{"COURIER_BACKEND_URL"}},
 			&ucli.StringFlag{Name: "ca-file", Usage: "a PEM CA bundle `FILE` to trust besides the system roots (default: ca_file in config.yaml, if any)"},
 			&ucli.BoolFlag{Name: "no-service", Usage: "only enroll: do not install and start the systemd unit"},
+			&ucli.BoolFlag{Name: "allow-http", Usage: "accept an http:// backend URL off this machine (the API key then travels in clear)"},
 		}, systemdFlags()...),
 		Action: func(c *ucli.Context) error {
 			args, err := interspersedFlags(c)
@@ -94,8 +95,14 @@ func enroll(c *ucli.Context, e *env, code string) error {
 	url := c.String("backend-url")
 	// Check what will be saved before the code is spent: a code is good
 	// for one enroll only.
+	allowHTTP := cfg.Backend.AllowHTTP || c.Bool("allow-http")
+	enrolled := func(agentID string, apiKey config.Secret) config.Backend {
+		b := cfg.Backend // keeps max_connections
+		b.URL, b.AgentID, b.APIKey, b.CAFile, b.AllowHTTP = url, agentID, apiKey, caFile, allowHTTP
+		return b
+	}
 	check := *cfg
-	check.Backend = config.Backend{URL: url, AgentID: "pending", APIKey: "pending", CAFile: caFile}
+	check.Backend = enrolled("pending", "pending")
 	if err := check.Validate(); err != nil {
 		return withCode(ExitUsage, flagErrors(err))
 	}
@@ -132,7 +139,7 @@ func enroll(c *ucli.Context, e *env, code string) error {
 		return enrollError(url, err)
 	}
 
-	cfg.Backend = config.Backend{URL: url, AgentID: resp.AgentID, APIKey: config.Secret(resp.APIKey), CAFile: caFile}
+	cfg.Backend = enrolled(resp.AgentID, config.Secret(resp.APIKey))
 	if err := config.Save(path, cfg); err != nil {
 		// The key exists only in memory now and must not be printed.
 		return fmt.Errorf("enrolled as %s, but %w; the enroll code is used up: ask for a new one", resp.AgentID, err)
@@ -146,7 +153,7 @@ func enroll(c *ucli.Context, e *env, code string) error {
 }
 
 // enrollFlags names the flag behind each config key that enroll sets.
-var enrollFlags = map[string]string{"backend.url": "--backend-url", "backend.ca_file": "--ca-file"}
+var enrollFlags = map[string]string{"backend.url": "--backend-url", "backend.ca_file": "--ca-file", "backend.allow_http": "--allow-http"}
 
 // flagErrors rewrites the problems Validate found in the keys enroll sets
 // in terms of the flags that set them.

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,7 @@ import (
 	"courier/backend"
 	"courier/config"
 	"courier/events"
+	"courier/internal/redact"
 	"courier/queue"
 	"courier/service"
 )
@@ -107,13 +110,14 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 	}
 	routes := routes{pagerduty: events.NewPagerDutySink(events.PagerDutyOptions{
 		URL: cfg.Events.URL, V1URL: v1URL, UserAgent: "courier/" + Version, Logger: e.log,
+		MaxConnections: cfg.Events.MaxConnections,
 	}), exports: queue.DirSink{Dir: e.layout.Exports()}, eventsToBackend: cfg.Events.Upstream == config.UpstreamBackend}
 	var client *backend.Client
 	if cfg.Backend.Enrolled() {
 		var err error
 		client, err = backend.New(backend.Options{
 			URL: cfg.Backend.URL, APIKey: cfg.Backend.APIKey.Reveal(), CAFile: cfg.Backend.CAFile,
-			UserAgent: "courier/" + Version, Logger: e.log,
+			UserAgent: "courier/" + Version, Logger: e.log, MaxConnections: cfg.Backend.MaxConnections,
 		})
 		if err != nil {
 			return withCode(ExitConfig, fmt.Errorf("backend: %w", err))
@@ -154,18 +158,28 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 		c.close()
 		return fmt.Errorf("local API: cannot listen on %s: %w (another service-run, or set listen in config.yaml / --listen)", cfg.Listen, err)
 	}
+	// The token is required unless the socket is bound to loopback: judged
+	// on the bound address, since "localhost" means what it resolved to.
 	token := ""
-	if !config.IsLoopback(cfg.Listen) {
+	if !config.AddrIsLoopback(ln.Addr()) {
 		token = cfg.LocalToken.Reveal()
+		if token == "" {
+			_ = ln.Close()
+			c.close()
+			return withCode(ExitConfig, fmt.Errorf("local API: listen %s is bound to %s, which is not loopback, and local_token is empty: set local_token in config.yaml", cfg.Listen, ln.Addr()))
+		}
 	}
 	api := events.NewAPI(events.APIOptions{
-		Queue:      q,
-		Token:      token,
-		RetryAfter: cfg.Queue.RetryAfter.Duration(),
-		Ready:      func() error { return q.Ready(context.Background()) },
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Registerer: reg,
-		Logger:     e.log,
+		Queue:          q,
+		Token:          token,
+		LocalToken:     cfg.LocalToken.Reveal(),
+		ListenHosts:    listenHosts(cfg),
+		AllowedOrigins: cfg.AllowedOrigins,
+		RetryAfter:     cfg.Queue.RetryAfter.Duration(),
+		Ready:          func() error { return q.Ready(context.Background()) },
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Registerer:     reg,
+		Logger:         e.log,
 	})
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
@@ -285,10 +299,18 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 }
 
 // keyLabel keeps PagerDuty routing keys, which are credentials, out of logs
-// and metrics.
-func keyLabel(key string) string {
-	if rk, ok := strings.CutPrefix(key, "events/"); ok {
-		return "events/" + events.RedactKey(rk)
+// and metrics; the redacted form is also what `courier retry -k` accepts.
+func keyLabel(key string) string { return redact.QueueKey(key) }
+
+// listenHosts are the Host names the local API answers to besides loopback:
+// config's listen_hosts and the address it listens on, when that is one
+// address rather than every interface.
+func listenHosts(cfg *config.Config) []string {
+	hosts := slices.Clone(cfg.ListenHosts)
+	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil {
+		if a, err := netip.ParseAddr(h); err != nil || !a.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
 	}
-	return key
+	return hosts
 }

@@ -9,14 +9,18 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"courier/events"
+	"courier/internal/redact"
 	"courier/queue"
 )
 
 func statusCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "status",
-		Usage: "show the queue of the running service-run: counts by routing key and state",
-		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the local API's JSON as it is"}},
+		Usage: "show the queue of the running service-run: counts by routing key and state, and each key's last error",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print the local API's JSON"},
+			&ucli.BoolFlag{Name: "show-keys", Usage: "show PagerDuty routing keys whole (they are credentials; by default they are redacted to a form that retry -k accepts)"},
+		},
 		Action: func(c *ucli.Context) error {
 			e, err := setup(c, "status", false)
 			if err != nil {
@@ -31,6 +35,13 @@ func statusCommand() *ucli.Command {
 			if err := lc.do(e.ctx, "GET", "/v1/queue/status", nil, &s); err != nil {
 				return apiExit(err)
 			}
+			if !c.Bool("show-keys") {
+				for i := range s.Keys {
+					if !redact.IsRedacted(s.Keys[i].Key) {
+						s.Keys[i].Key = redact.QueueKey(s.Keys[i].Key)
+					}
+				}
+			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
@@ -39,8 +50,8 @@ func statusCommand() *ucli.Command {
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROUTING KEY\tPENDING\tDELIVERING\tFAILED\tDELIVERED (1H)\tOLDEST PENDING\tLAST ERROR")
 			for _, k := range s.Keys {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", keyLabel(k.Key), k.Pending, k.Delivering, k.Failed,
-					k.DeliveredHour, age(k.OldestPendingS), k.LastError)
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", k.Key, k.Pending, k.Delivering, k.Failed,
+					k.DeliveredHour, age(k.OldestPendingS), lastError(k))
 			}
 			fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%s\t\n", s.Pending, s.Delivering, s.Failed, s.DeliveredHour, age(s.OldestPendingS))
 			if err := tw.Flush(); err != nil {
@@ -56,7 +67,7 @@ func retryCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "retry",
 		Usage: "move failed (dead-lettered) items back to pending, for one routing key or all",
-		Flags: []ucli.Flag{&ucli.StringFlag{Name: "routing-key", Aliases: []string{"k"}, Usage: "only this key (a PagerDuty routing key, or a queue key such as export/int_1)"}},
+		Flags: []ucli.Flag{&ucli.StringFlag{Name: "routing-key", Aliases: []string{"k"}, Usage: "only this key: a PagerDuty routing key, whole or as courier status shows it, or a queue key such as export/int_1"}},
 		Action: func(c *ucli.Context) error {
 			e, err := setup(c, "retry", false)
 			if err != nil {
@@ -75,6 +86,18 @@ func retryCommand() *ucli.Command {
 			return err
 		},
 	}
+}
+
+// lastError puts the time first, so that the message, which may be long,
+// ends the line.
+func lastError(k queue.KeyStatus) string {
+	if k.LastError == "" {
+		return ""
+	}
+	if k.LastErrorAt.IsZero() {
+		return k.LastError
+	}
+	return k.LastErrorAt.UTC().Format(time.RFC3339) + " " + k.LastError
 }
 
 func age(s float64) string {

@@ -26,9 +26,17 @@ type Config struct {
 	Backend    Backend `yaml:"backend"`
 	Listen     string  `yaml:"listen"`
 	LocalToken Secret  `yaml:"local_token"`
-	Events     Events  `yaml:"events"`
-	Queue      Queue   `yaml:"queue"`
-	Exports    Exports `yaml:"exports"`
+	// ListenHosts are the names, besides localhost and loopback addresses,
+	// that clients may put in the Host header of a local API request. Any
+	// other name is refused: a DNS-rebinding page would send its own.
+	ListenHosts []string `yaml:"listen_hosts"`
+	// AllowedOrigins are the web origins whose pages may call the local
+	// API. Browsers send Origin or Sec-Fetch-Site; every other such request
+	// is refused, so a web page cannot page someone.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	Events         Events   `yaml:"events"`
+	Queue          Queue    `yaml:"queue"`
+	Exports        Exports  `yaml:"exports"`
 
 	warnings []string
 }
@@ -42,6 +50,11 @@ type Backend struct {
 	// backend behind a private CA. There is deliberately no option to turn
 	// TLS verification off.
 	CAFile string `yaml:"ca_file"`
+	// AllowHTTP accepts an http:// URL off loopback, where the API key
+	// would travel in clear; it is refused without it.
+	AllowHTTP bool `yaml:"allow_http"`
+	// MaxConnections caps the connections open to the backend at once.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Enrolled reports whether the agent has a backend to talk to.
@@ -52,6 +65,9 @@ type Events struct {
 	Upstream string `yaml:"upstream"` // UpstreamPagerDuty or UpstreamBackend
 	URL      string `yaml:"url"`      // Events API v2 endpoint
 	V1URL    string `yaml:"v1_url"`   // Events API v1 endpoint
+	// MaxConnections caps the connections open to the events upstream at
+	// once, however many routing keys are being delivered.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Queue bounds the durable queue and shapes delivery batches.
@@ -65,6 +81,9 @@ type Queue struct {
 	Linger          Duration `yaml:"linger"`
 	RetryAfter      Duration `yaml:"retry_after"`
 	IdleTimeout     Duration `yaml:"idle_timeout"`
+	// MetricsKeys is how many routing keys (the most pending) get series of
+	// their own in /metrics; the others are summed under one label.
+	MetricsKeys int `yaml:"metrics_keys"`
 }
 
 // Exports configures integration runs.
@@ -86,11 +105,16 @@ func Default() *Config {
 // token included (to empty).
 func (c *Config) SetToDefault() {
 	*c = Config{
-		Listen: "127.0.0.1:8787",
+		Backend: Backend{MaxConnections: 8},
+		Listen:  "127.0.0.1:8787",
+		// Empty rather than nil, as they read back from the file.
+		ListenHosts:    []string{},
+		AllowedOrigins: []string{},
 		Events: Events{
-			Upstream: UpstreamPagerDuty,
-			URL:      "https://events.pagerduty.com/v2/enqueue",
-			V1URL:    "https://events.pagerduty.com/generic/2010-04-15/create_event.json",
+			Upstream:       UpstreamPagerDuty,
+			URL:            "https://events.pagerduty.com/v2/enqueue",
+			V1URL:          "https://events.pagerduty.com/generic/2010-04-15/create_event.json",
+			MaxConnections: 16,
 		},
 		Queue: Queue{
 			MaxPendingBytes: 1 << 30,
@@ -102,6 +126,7 @@ func (c *Config) SetToDefault() {
 			Linger:          Duration(200 * time.Millisecond),
 			RetryAfter:      Duration(5 * time.Second),
 			IdleTimeout:     Duration(time.Minute),
+			MetricsKeys:     20,
 		},
 		Exports: Exports{
 			StallTimeout: Duration(15 * time.Minute),
@@ -140,6 +165,12 @@ func (c *Config) Validate() error {
 	if b.CAFile != "" {
 		checkCAFile(&p, "backend.ca_file", b.CAFile)
 	}
+	if b.URL != "" && !b.AllowHTTP {
+		if err := CheckCleartext(b.URL); err != nil {
+			p.add("backend.url", "%v (or set backend.allow_http: true, enroll --allow-http, to accept it)", err)
+		}
+	}
+	positive(&p, "backend.max_connections", int64(b.MaxConnections))
 
 	if err := checkListen(c.Listen); err != nil {
 		p.add("listen", "%v", err)
@@ -150,6 +181,16 @@ func (c *Config) Validate() error {
 	if t := c.LocalToken; t != "" && len(t) < minTokenLen {
 		p.add("local_token", "must be at least %d characters", minTokenLen)
 	}
+	for _, h := range c.ListenHosts {
+		if err := checkHostName(h); err != nil {
+			p.add("listen_hosts", "%v", err)
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			p.add("allowed_origins", "%v", err)
+		}
+	}
 
 	switch c.Events.Upstream {
 	case UpstreamPagerDuty, UpstreamBackend:
@@ -158,6 +199,7 @@ func (c *Config) Validate() error {
 	}
 	checkURL(&p, "events.url", c.Events.URL)
 	checkURL(&p, "events.v1_url", c.Events.V1URL)
+	positive(&p, "events.max_connections", int64(c.Events.MaxConnections))
 
 	q := c.Queue
 	positive(&p, "queue.max_pending_bytes", q.MaxPendingBytes)
@@ -185,6 +227,7 @@ func (c *Config) Validate() error {
 	if q.IdleTimeout <= 0 {
 		p.add("queue.idle_timeout", "must be > 0")
 	}
+	positive(&p, "queue.metrics_keys", int64(q.MetricsKeys))
 
 	if c.Exports.StallTimeout <= 0 {
 		p.add("exports.stall_timeout", "must be > 0")

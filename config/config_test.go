@@ -112,7 +112,7 @@ func TestValidateReportsAllProblems(t *testing.T) {
 func TestValidateAcceptsGoodValues(t *testing.T) {
 	ca := writeTestCA(t)
 	c := config.Default()
-	c.Backend = config.Backend{URL: "http://127.0.0.1:9000/", AgentID: "agt_1", APIKey: "key-123", CAFile: ca}
+	c.Backend.URL, c.Backend.AgentID, c.Backend.APIKey, c.Backend.CAFile = "http://127.0.0.1:9000/", "agt_1", "key-123", ca
 	c.Listen = "[::]:0" // port 0: pick a free one
 	c.LocalToken = config.NewToken()
 	c.Events.Upstream = "backend"

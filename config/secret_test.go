@@ -21,7 +21,7 @@ const (
 
 func secretConfig() *config.Config {
 	c := config.Default()
-	c.Backend = config.Backend{URL: "https://b.example.com", AgentID: "agt_1", APIKey: apiKey}
+	c.Backend.URL, c.Backend.AgentID, c.Backend.APIKey = "https://b.example.com", "agt_1", apiKey
 	c.LocalToken = token
 	return c
 }

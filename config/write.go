@@ -26,19 +26,24 @@ is an error. Durations are Go durations (200ms, 5s, 1m); sizes are bytes.`
 // comments says what each key is; Init and Save write them above the keys.
 // TestCommentsCoverEveryKey keeps it in step with the Config struct.
 var comments = map[string]string{
-	"backend":          "Backend the agent is enrolled with; empty until `courier enroll`.",
-	"backend.url":      "Base URL of the backend.",
-	"backend.agent_id": "This agent's id, issued at enroll.",
-	"backend.api_key":  "Secret API key, issued at enroll.",
-	"backend.ca_file":  "Optional absolute path to an extra PEM CA bundle; TLS is always verified.",
+	"backend":                 "Backend the agent is enrolled with; empty until `courier enroll`.",
+	"backend.url":             "Base URL of the backend.",
+	"backend.agent_id":        "This agent's id, issued at enroll.",
+	"backend.api_key":         "Secret API key, issued at enroll.",
+	"backend.ca_file":         "Optional absolute path to an extra PEM CA bundle; TLS is always verified.",
+	"backend.allow_http":      "Accept an http:// url off loopback (the API key then travels in clear).",
+	"backend.max_connections": "Most connections open to the backend at once.",
 
-	"listen":      "Address of the local API (host:port). Loopback unless local_token is set.",
-	"local_token": "Secret clients must send (Authorization: Token ...) when listen is not loopback.",
+	"listen":          "Address of the local API (host:port). Loopback unless local_token is set.",
+	"local_token":     "Secret clients must send (Authorization: Token ...) when listen is not loopback.",
+	"listen_hosts":    "Host names clients may use for the local API besides localhost and loopback addresses.",
+	"allowed_origins": "Web origins (https://host:port) whose pages may call the local API; browsers are refused otherwise.",
 
-	"events":          "Where relayed events go.",
-	"events.upstream": "pagerduty (post each event to url) or backend (send through the backend).",
-	"events.url":      "PagerDuty Events API v2 endpoint.",
-	"events.v1_url":   "PagerDuty Events API v1 endpoint.",
+	"events":                 "Where relayed events go.",
+	"events.upstream":        "pagerduty (post each event to url) or backend (send through the backend).",
+	"events.url":             "PagerDuty Events API v2 endpoint.",
+	"events.v1_url":          "PagerDuty Events API v1 endpoint.",
+	"events.max_connections": "Most connections open to the events upstream at once, all routing keys together.",
 
 	"queue":                   "Durable queue: quotas and delivery batches.",
 	"queue.max_pending_bytes": "Most bytes pending delivery, all routing keys together.",
@@ -50,6 +55,7 @@ var comments = map[string]string{
 	"queue.linger":            "How long a batch waits to fill before it is sent.",
 	"queue.retry_after":       "Retry-After answered to local HTTP clients while the queue is full.",
 	"queue.idle_timeout":      "Idle time after which a routing key's delivery actor stops.",
+	"queue.metrics_keys":      "Routing keys (the most pending) with series of their own in /metrics; the rest are summed.",
 
 	"exports":               "Integration exports.",
 	"exports.stall_timeout": "An integration making no progress for this long is cancelled.",

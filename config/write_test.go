@@ -154,7 +154,7 @@ func TestSaveEnrollRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Backend = config.Backend{URL: "https://backend.example.com", AgentID: "agt_1", APIKey: "sk_live_123"}
+	c.Backend.URL, c.Backend.AgentID, c.Backend.APIKey = "https://backend.example.com", "agt_1", "sk_live_123"
 	if err := config.Save(p, c); err != nil {
 		t.Fatal(err)
 	}

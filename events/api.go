@@ -54,6 +54,13 @@ type APIOptions struct {
 	Logger     zerolog.Logger
 	// Now stamps ReceivedAt; nil means time.Now.
 	Now func() time.Time
+	// LocalToken, carried by a request, shows it whole routing keys in the
+	// queue's status; without it they are redacted. Token implies it.
+	LocalToken string
+	// ListenHosts and AllowedOrigins are config.yaml's listen_hosts and
+	// allowed_origins: see guard.
+	ListenHosts    []string
+	AllowedOrigins []string
 }
 
 // NewAPI returns the agent's local HTTP API (PROTOCOL.md §2).
@@ -68,6 +75,10 @@ func NewAPI(opts APIOptions) http.Handler {
 		log:   opts.Logger.With().Str("component", "local-api").Logger(),
 		now:   opts.Now,
 	}
+	if opts.LocalToken == "" {
+		opts.LocalToken = opts.Token
+	}
+	a.guard = newGuard(opts)
 	if opts.Token != "" {
 		sum := sha256.Sum256([]byte("Token " + opts.Token))
 		a.tokenSum = &sum
@@ -128,6 +139,7 @@ type api struct {
 	log        zerolog.Logger
 	now        func() time.Time
 	routes     map[string]route
+	guard      *guard
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +159,9 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("code", code).
 			Dur("duration", time.Since(start)).Msg("request")
 	}()
+	if !a.guard.allow(rec, r) {
+		return
+	}
 	// Authentication comes before routing so that an unauthenticated caller
 	// learns nothing about which paths exist.
 	if !(known && rt.open) && !a.authorized(r) {
@@ -257,13 +272,19 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 	}
 }
 
+// maxDrainBytes is how much of a body past the limit is read and thrown
+// away before answering 413: a client still sending when the answer comes
+// and the connection closes sees a reset, not the 413, and retries forever.
+// Past this bound the connection is closed, so a huge body costs only this.
+const maxDrainBytes = 1 << 20
+
 // readBody reads at most limit bytes of the body, answering 413 past that.
 // Content-Type is not required: PagerDuty takes a body without one.
 func (a *api) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	tooLarge := func() ([]byte, bool) {
-		// The rest of the body is not read; closing spares the server from
-		// draining it.
-		w.Header().Set("Connection", "close")
+	tooLarge := func(closeConn bool) ([]byte, bool) {
+		if closeConn {
+			w.Header().Set("Connection", "close")
+		}
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
 			"status":  "invalid event",
 			"message": "Request body is too large",
@@ -271,17 +292,21 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]b
 		})
 		return nil, false
 	}
-	if r.ContentLength > limit {
-		return tooLarge()
+	if r.ContentLength > limit+maxDrainBytes {
+		// Known to be past the bound: answer before reading anything (a
+		// client that sent Expect: 100-continue then sends no body).
+		return tooLarge(true)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge()
-		}
 		writeError(w, http.StatusBadRequest, "could not read the request body: "+err.Error())
 		return nil, false
+	}
+	if int64(len(body)) > limit {
+		// Read the rest, up to a bound, so that the client is done sending
+		// when the answer arrives. Beyond the bound, close instead.
+		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, maxDrainBytes+1))
+		return tooLarge(n > maxDrainBytes)
 	}
 	return body, true
 }
@@ -297,9 +322,7 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 		a.queueError(w, "could not read the queue's status", err)
 		return
 	}
-	if st.Keys == nil {
-		st.Keys = []queue.KeyStatus{} // [] reads better than null to a script
-	}
+	st = a.guard.redactStatus(r, st)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -328,8 +351,13 @@ func (a *api) retry(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	key := req.RoutingKey
-	if key != "" && !strings.Contains(key, "/") {
-		key = QueueKey(key)
+	if key != "" {
+		k, code, err := a.resolveRetryKey(r, key)
+		if err != nil {
+			writeError(w, code, err.Error())
+			return
+		}
+		key = k
 	}
 	n, err := a.q.Retry(r.Context(), key)
 	if err != nil {

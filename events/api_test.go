@@ -454,11 +454,17 @@ func TestQueueStatus(t *testing.T) {
 		}},
 		Pending: 3, PendingBytes: 900, Failed: 1, FailedBytes: 300, DeliveredHour: 12, OldestPendingS: 4.5, DiskBytes: 1 << 20,
 	}
-	srv := apiServer(t, &fakeQueue{status: st})
+	const token = "local-token-0123456789"
+	srv := apiServer(t, &fakeQueue{status: st}, func(o *APIOptions) { o.LocalToken = token })
+	// Without the token the key is redacted; with it, whole.
 	r := do(t, http.MethodGet, srv.URL+"/v1/queue/status", "")
 	if r.code != http.StatusOK {
 		t.Fatalf("status: %d %s", r.code, r.raw)
 	}
+	if bytes.Contains(r.raw, []byte(testKey)) || !bytes.Contains(r.raw, []byte(`"events/`+RedactKey(testKey)+`"`)) {
+		t.Fatalf("status without the token should show the key as %s: %s", RedactKey(testKey), r.raw)
+	}
+	r = do(t, http.MethodGet, srv.URL+"/v1/queue/status", "", "Authorization", "Token "+token)
 	var got queue.Status
 	if err := json.Unmarshal(r.raw, &got); err != nil {
 		t.Fatal(err)
@@ -587,7 +593,7 @@ func TestMetrics(t *testing.T) {
 	// same process) shares the counter instead of panicking.
 	api2 := NewAPI(APIOptions{Queue: &fakeQueue{}, Registerer: reg, Logger: zerolog.Nop()})
 	rec := httptest.NewRecorder()
-	api2.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/livez", nil))
+	api2.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "http://127.0.0.1/livez", nil))
 	r = do(t, http.MethodGet, srv.URL+"/metrics", "")
 	if line := `courier_local_api_requests_total{code="200",path="/livez"} 1`; !bytes.Contains(r.raw, []byte(line)) {
 		t.Fatalf("metrics lack %s:\n%s", line, r.raw)

@@ -454,7 +454,35 @@ func (c *checker) key(name, v, wrongLength string) {
 		c.missing(name)
 	case utf8.RuneCountInString(v) != KeyLength:
 		c.add(wrongLength)
+	default:
+		if msg := keyCharProblem(name, v); msg != "" {
+			c.add(msg)
+		}
 	}
+}
+
+// keyCharProblem refuses what PagerDuty never issues in an integration key
+// and what the queue or `courier retry -k` could not address: anything but
+// printable ASCII, spaces and "/" (a queue key's separator).
+func keyCharProblem(name, v string) string {
+	for i, r := range v {
+		if r > ' ' && r < 0x7f && r != '/' {
+			continue
+		}
+		var what string
+		switch {
+		case r == '/':
+			what = `"/"`
+		case r == ' ':
+			what = "a space"
+		case r < ' ' || r == 0x7f:
+			what = fmt.Sprintf("the control character %U", r)
+		default:
+			what = fmt.Sprintf("the non-ASCII character %U", r)
+		}
+		return fmt.Sprintf("'%s' contains %s at byte %d (must be printable ASCII characters without spaces or \"/\")", name, what, i)
+	}
+	return ""
 }
 
 func (c *checker) action(name, v string) {

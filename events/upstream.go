@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"courier/internal/redact"
 	"courier/queue"
 )
 
@@ -32,6 +33,9 @@ const PagerDutyBatchItems = 1
 // cannot park a routing key for days.
 const maxRetryAfter = time.Hour
 
+// DefaultMaxConnections is PagerDutyOptions.MaxConnections when unset.
+const DefaultMaxConnections = 16
+
 // maxAnswerBytes bounds how much of an answer is read for its error message.
 const maxAnswerBytes = 64 << 10
 
@@ -49,7 +53,11 @@ type PagerDutyOptions struct {
 	Client *http.Client
 	// UserAgent is sent with every request; empty means "courier".
 	UserAgent string
-	Logger    zerolog.Logger
+	// MaxConnections caps the connections open to the upstream at once
+	// when Client is nil; zero means DefaultMaxConnections. Deliveries past
+	// it wait for a connection (within the request's timeout).
+	MaxConnections int
+	Logger         zerolog.Logger
 }
 
 // NewPagerDutySink returns the Sink of events keys: it POSTs each stored event
@@ -89,8 +97,17 @@ func NewPagerDutySink(opts PagerDutyOptions) queue.Sink {
 		s.v1URL = v1URLFor(s.url)
 	}
 	if s.client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		n := opts.MaxConnections
+		if n <= 0 {
+			n = DefaultMaxConnections
+		}
+		// One delivery per routing key runs at once; thousands of keys must
+		// not mean thousands of connections to PagerDuty.
+		tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = n, n
 		s.client = &http.Client{
-			Timeout: 30 * time.Second,
+			Transport: tr,
+			Timeout:   30 * time.Second,
 			// On 301/302/303 net/http would re-send the POST as a GET
 			// without the event; the 3xx is reported instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -239,15 +256,7 @@ func retryAfter(h string, now time.Time) (time.Duration, bool) {
 	return min(d, maxRetryAfter), true
 }
 
-// RedactKey shortens an integration key for logs: its first 4 characters and
-// an ellipsis. Anyone holding the full key can post events to the service.
-func RedactKey(key string) string {
-	if key == "" {
-		return ""
-	}
-	r := []rune(key)
-	if len(r) <= 4 {
-		return "…"
-	}
-	return string(r[:4]) + "…"
-}
+// RedactKey shortens an integration key for logs, status and metrics: its
+// first 4 characters, an ellipsis and a short hash (internal/redact). Anyone
+// holding the full key can post events to the service.
+func RedactKey(key string) string { return redact.Key(key) }

@@ -105,6 +105,8 @@ type KeyStatus struct {
 	DeliveredHour  int64   `json:"delivered_last_hour"`
 	OldestPendingS float64 `json:"oldest_pending_age_s"`
 	LastError      string  `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Status is a snapshot of the whole queue.

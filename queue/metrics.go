@@ -1,7 +1,10 @@
 package queue
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,32 +45,63 @@ func newMetrics() *metrics {
 	}
 }
 
-func (m *metrics) register(reg prometheus.Registerer, q *Queue) {
+func (m *metrics) register(reg prometheus.Registerer, q *Queue, topKeys int) {
 	if reg == nil {
 		return
 	}
+	if topKeys <= 0 {
+		topKeys = defaultMetricsKeys
+	}
 	reg.MustRegister(m.enqueued, m.delivered, m.failed, m.refused, m.retries, m.latency, m.upstreamSeconds, m.commitSeconds,
-		&depthCollector{q: q})
+		&depthCollector{q: q, top: topKeys})
 }
 
+// defaultMetricsKeys is Options.MetricsKeys when unset.
+const defaultMetricsKeys = 20
+
+// otherKeys labels the sum of every key outside the top N.
+const otherKeys = "other"
+
 var (
-	depthDesc = prometheus.NewDesc("courier_queue_items", "Items in the queue by routing key and state.",
+	depthDesc = prometheus.NewDesc("courier_queue_items", "Items in the queue by routing key and state; keys outside the top N by pending are summed under routing_key=\"other\".",
 		[]string{"routing_key", "state"}, nil)
-	depthBytesDesc = prometheus.NewDesc("courier_queue_bytes", "Bytes in the queue by routing key and state.",
+	depthBytesDesc = prometheus.NewDesc("courier_queue_bytes", "Bytes in the queue by routing key and state; keys outside the top N by pending are summed under routing_key=\"other\".",
 		[]string{"routing_key", "state"}, nil)
+	keysDesc   = prometheus.NewDesc("courier_queue_routing_keys", "Routing keys with something pending, delivering, failed or delivered in the last hour.", nil, nil)
 	oldestDesc = prometheus.NewDesc("courier_queue_oldest_pending_seconds", "Age of the oldest pending item.", nil, nil)
 	diskDesc   = prometheus.NewDesc("courier_queue_disk_bytes", "Bytes the queue store uses on disk.", nil, nil)
 )
 
 // depthCollector reads the depth at scrape time from the queue actor, so
 // the numbers are those of one consistent snapshot.
-type depthCollector struct{ q *Queue }
+//
+// Cardinality is bounded: only the top keys by pending get series of their
+// own. A scrape must never fail, and promhttp fails the whole scrape on a
+// duplicate series or a label that is not UTF-8, so labels are made valid
+// and keys whose labels coincide (KeyLabel is a redaction) are summed.
+type depthCollector struct {
+	q   *Queue
+	top int
+}
 
 func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- depthDesc
 	ch <- depthBytesDesc
+	ch <- keysDesc
 	ch <- oldestDesc
 	ch <- diskDesc
+}
+
+type depth struct {
+	pending, delivering, failed, pendingBytes, failedBytes int64
+}
+
+func (d *depth) add(k KeyStatus) {
+	d.pending += k.Pending
+	d.delivering += k.Delivering
+	d.failed += k.Failed
+	d.pendingBytes += k.PendingBytes
+	d.failedBytes += k.FailedBytes
 }
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
@@ -80,15 +114,49 @@ func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return
 	}
-	label := c.q.keyLabel
-	for _, k := range s.Keys {
-		l := label(k.Key)
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(k.Pending), l, "pending")
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(k.Delivering), l, "delivering")
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(k.Failed), l, "failed")
-		ch <- prometheus.MustNewConstMetric(depthBytesDesc, prometheus.GaugeValue, float64(k.PendingBytes), l, "pending")
-		ch <- prometheus.MustNewConstMetric(depthBytesDesc, prometheus.GaugeValue, float64(k.FailedBytes), l, "failed")
+	keys := slices.Clone(s.Keys)
+	slices.SortFunc(keys, func(x, y KeyStatus) int {
+		return cmp.Or(cmp.Compare(y.Pending, x.Pending), cmp.Compare(y.Failed, x.Failed), strings.Compare(x.Key, y.Key))
+	})
+	byLabel := map[string]*depth{}
+	var order []string
+	for i, k := range keys {
+		l := otherKeys
+		if i < c.top {
+			l = strings.ToValidUTF8(c.q.keyLabel(k.Key), "\uFFFD")
+			if l == otherKeys {
+				l = "key:" + otherKeys // a queue key named "other" stays apart from the sum
+			}
+		}
+		d, ok := byLabel[l]
+		if !ok {
+			d = &depth{}
+			byLabel[l] = d
+			order = append(order, l)
+		}
+		d.add(k)
 	}
-	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, s.OldestPendingS)
-	ch <- prometheus.MustNewConstMetric(diskDesc, prometheus.GaugeValue, float64(s.DiskBytes))
+	if _, ok := byLabel[otherKeys]; !ok {
+		// Always there, zero or not, so that a dashboard's sum is stable.
+		byLabel[otherKeys] = &depth{}
+		order = append(order, otherKeys)
+	}
+	emit := func(desc *prometheus.Desc, v int64, labels ...string) {
+		if m, err := prometheus.NewConstMetric(desc, prometheus.GaugeValue, float64(v), labels...); err == nil {
+			ch <- m
+		}
+	}
+	for _, l := range order {
+		d := byLabel[l]
+		emit(depthDesc, d.pending, l, "pending")
+		emit(depthDesc, d.delivering, l, "delivering")
+		emit(depthDesc, d.failed, l, "failed")
+		emit(depthBytesDesc, d.pendingBytes, l, "pending")
+		emit(depthBytesDesc, d.failedBytes, l, "failed")
+	}
+	emit(keysDesc, int64(len(keys)))
+	if m, err := prometheus.NewConstMetric(oldestDesc, prometheus.GaugeValue, s.OldestPendingS); err == nil {
+		ch <- m
+	}
+	emit(diskDesc, s.DiskBytes)
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// KeyLabel turns a routing key into what logs and metrics may show:
 	// a PagerDuty routing key is a credential.
 	KeyLabel func(key string) string
+	// MetricsKeys is how many routing keys, those with the most pending,
+	// get series of their own in the metrics; the rest are summed under
+	// routing_key="other". Zero means 20.
+	MetricsKeys int
 }
 
 func (o *Options) setDefaults() {
@@ -116,6 +120,7 @@ type Queue struct {
 	ready   atomic.Bool
 	// keyLabel is Options.KeyLabel, for metrics.
 	keyLabel func(string) string
+	lastErrs *lastErrors
 }
 
 // Open opens (or creates) the store in opts.Dir and starts the queue actor.
@@ -132,7 +137,9 @@ func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("open queue store %s: %w", opts.Dir, err)
 	}
 	m := newMetrics()
-	q := &Queue{sys: sys, st: st, log: opts.Logger.With().Str("component", "queue").Logger(), metrics: m, keyLabel: opts.KeyLabel}
+	q := &Queue{sys: sys, st: st, log: opts.Logger.With().Str("component", "queue").Logger(), metrics: m, keyLabel: opts.KeyLabel,
+		lastErrs: newLastErrors()}
+	opts.Router = q.lastErrs.wrap(opts.Router)
 	a := newQueueActor(sys, st, opts, metas, m, q.log)
 	props := actor.PropsFromProducer(func() actor.Actor { return a },
 		actor.WithSupervisor(deliverySupervisor()))
@@ -146,7 +153,7 @@ func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("start queue actor: %w", err)
 	}
 	q.pid = pid
-	m.register(opts.Registerer, q)
+	m.register(opts.Registerer, q, opts.MetricsKeys)
 	q.ready.Store(true)
 	return q, nil
 }
@@ -228,6 +235,9 @@ func (q *Queue) Status(ctx context.Context) (Status, error) {
 	select {
 	case s := <-r.reply:
 		s.DiskBytes = q.st.diskBytes()
+		if !q.closed.Load() {
+			q.lastErrs.fill(q.st, &s)
+		}
 		return s, nil
 	case <-ctx.Done():
 		return Status{}, ctx.Err()

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"courier/integrations"
 	"courier/integrations/httpx"
+	"courier/internal/safefile"
 	"courier/sessions"
 )
 
@@ -113,8 +113,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.CAFile != "" {
-		if b, err := os.ReadFile(c.CAFile); err != nil {
-			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		if b, err := safefile.Read("ca_file", c.CAFile, 0, 0); err != nil {
+			errs = append(errs, err)
 		} else if blk, _ := pem.Decode(b); blk == nil {
 			errs = append(errs, fmt.Errorf("ca_file: %s holds no PEM certificate", c.CAFile))
 		}

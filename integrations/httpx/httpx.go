@@ -19,13 +19,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
+
+	"courier/internal/safefile"
 )
 
 // Options configure a transport. Zero values take the defaults.
@@ -90,9 +91,10 @@ func New(o Options) (*Transport, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.CAFile != "" {
-			pem, err := os.ReadFile(o.CAFile)
+			// The path may come from a backend command's params.
+			pem, err := safefile.Read("ca_file", o.CAFile, 0, 0)
 			if err != nil {
-				return nil, fmt.Errorf("ca_file: %w", err)
+				return nil, err
 			}
 			pool, err := x509.SystemCertPool()
 			if err != nil {

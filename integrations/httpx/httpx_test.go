@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -519,3 +520,29 @@ func TestLogsAreRedacted(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestCAFileFromParamsReadSafely: a ca_file from a backend command's params
+// that names a FIFO, a device or a 1 GiB file is an error naming the key and
+// the file, never a hang or a read until out of memory.
+func TestCAFileFromParamsReadSafely(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "ca.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.pem")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil { // sparse
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	for path, want := range map[string]string{fifo: "not a regular file", "/dev/zero": "not a regular file", big: "more than the"} {
+		_, err := New(Options{CAFile: path})
+		if err == nil || !strings.Contains(err.Error(), "ca_file: "+path+": ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("ca_file %s: %v, want an error naming ca_file and the file, saying %q", path, err, want)
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"courier/integrations"
 	"courier/integrations/httpx"
+	"courier/internal/safefile"
 )
 
 // Type is the integration's name.
@@ -106,8 +106,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.CAFile != "" {
-		if _, err := os.Stat(c.CAFile); err != nil {
-			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		if _, err := safefile.Read("ca_file", c.CAFile, 0, 0); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
