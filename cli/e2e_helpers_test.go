@@ -452,6 +452,7 @@ type arrival struct {
 	conn   string // the sender's address, to tell processes apart
 	status int    // what the upstream answered
 	event  pdEvent
+	body   []byte // as received
 }
 
 func (a arrival) accepted() bool { return a.status/100 == 2 }
@@ -493,7 +494,7 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		return // the sender went away mid-body: nothing arrived
 	}
 	epoch, _ := r.Context().Value(epochKey{}).(int)
-	a := arrival{path: r.URL.Path, epoch: epoch, conn: r.RemoteAddr}
+	a := arrival{path: r.URL.Path, epoch: epoch, conn: r.RemoteAddr, body: body}
 	if err := json.Unmarshal(body, &a.event); err != nil {
 		http.Error(w, `{"status":"invalid event","message":"not JSON"}`, http.StatusBadRequest)
 		return
