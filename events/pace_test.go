@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -101,7 +102,7 @@ func TestPacerForgetsIdleKeys(t *testing.T) {
 	p := newPacer(60, 1)
 	p.now = clock.now
 	for i := range maxIdleBuckets {
-		p.take(strings.Repeat("k", 1) + string(rune('a'+i%26)) + time.Duration(i).String())
+		p.take(fmt.Sprint("k", i))
 	}
 	clock.add(2 * time.Second) // every bucket is full again
 	p.take("new")
