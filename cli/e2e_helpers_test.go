@@ -86,7 +86,7 @@ func TestMain(m *testing.M) {
 
 // e2e skips in -short mode (make test-short runs unit tests only) and
 // returns a fresh root.
-func e2e(t *testing.T) string {
+func e2e(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: runs the courier binary")
@@ -127,7 +127,7 @@ func (r cliResult) String() string {
 }
 
 // runCourier runs `courier --root root args...` to completion.
-func runCourier(t *testing.T, root string, args ...string) cliResult {
+func runCourier(t testing.TB, root string, args ...string) cliResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cliDeadline)
 	defer cancel()
@@ -150,7 +150,7 @@ func runCourier(t *testing.T, root string, args ...string) cliResult {
 }
 
 // initRoot runs `courier init` under root.
-func initRoot(t *testing.T, root string) {
+func initRoot(t testing.TB, root string) {
 	t.Helper()
 	if r := runCourier(t, root, "init"); r.code != 0 {
 		t.Fatalf("courier init: %s", r)
@@ -160,7 +160,7 @@ func initRoot(t *testing.T, root string) {
 // editConfig changes config.yaml under root, keeping every other key and
 // its comments: set maps a dotted key to its new value, and a nil value
 // deletes the key.
-func editConfig(t *testing.T, root string, set map[string]any) {
+func editConfig(t testing.TB, root string, set map[string]any) {
 	t.Helper()
 	path := filepath.Join(root, "config.yaml")
 	raw, err := os.ReadFile(path)
@@ -220,7 +220,7 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 }
 
 // readConfigValue returns a top-level scalar of config.yaml.
-func readConfigValue(t *testing.T, root, key string) string {
+func readConfigValue(t testing.TB, root, key string) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(root, "config.yaml"))
 	if err != nil {
@@ -236,7 +236,7 @@ func readConfigValue(t *testing.T, root, key string) string {
 
 // serviceRun is one service-run process.
 type serviceRun struct {
-	t       *testing.T
+	t       testing.TB
 	root    string
 	cmd     *exec.Cmd
 	logPath string
@@ -249,7 +249,13 @@ var serviceRunSeq atomic.Int64
 
 // spawnServiceRun starts `courier service-run` under root with args and does
 // not wait for it; startServiceRun does.
-func spawnServiceRun(t *testing.T, root string, args ...string) *serviceRun {
+func spawnServiceRun(t testing.TB, root string, args ...string) *serviceRun {
+	t.Helper()
+	return spawnServiceRunEnv(t, root, childEnv(), args...)
+}
+
+// spawnServiceRunEnv is spawnServiceRun with its own environment.
+func spawnServiceRunEnv(t testing.TB, root string, env []string, args ...string) *serviceRun {
 	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), fmt.Sprintf("service-run-%d-*.log", serviceRunSeq.Add(1)))
 	if err != nil {
@@ -257,7 +263,7 @@ func spawnServiceRun(t *testing.T, root string, args ...string) *serviceRun {
 	}
 	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(courierBin, append([]string{"--root", root, "--log-format", "json", "service-run"}, args...)...)
-	cmd.Env = childEnv()
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf // files: no copying goroutines
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -281,7 +287,7 @@ func spawnServiceRun(t *testing.T, root string, args ...string) *serviceRun {
 
 // startServiceRun starts service-run on 127.0.0.1:0 delivering to up, and
 // waits until it is ready.
-func startServiceRun(t *testing.T, root string, up *fakeUpstream, extra ...string) *serviceRun {
+func startServiceRun(t testing.TB, root string, up *fakeUpstream, extra ...string) *serviceRun {
 	t.Helper()
 	s := spawnServiceRun(t, root, append([]string{"--listen", "127.0.0.1:0", "--events-url", up.url()}, extra...)...)
 	s.waitReady()
@@ -404,7 +410,7 @@ func tailLines(s string, n int) string {
 
 // routingKeys returns n distinct 32-character PagerDuty routing keys. Each
 // starts with "k<i>" so that a redacted key (4 characters) stays readable.
-func routingKeys(t *testing.T, n int) []string {
+func routingKeys(t testing.TB, n int) []string {
 	t.Helper()
 	keys := make([]string, n)
 	for i := range keys {
@@ -452,6 +458,7 @@ type arrival struct {
 	conn   string // the sender's address, to tell processes apart
 	status int    // what the upstream answered
 	event  pdEvent
+	body   []byte // as received
 }
 
 func (a arrival) accepted() bool { return a.status/100 == 2 }
@@ -469,7 +476,7 @@ type fakeUpstream struct {
 	requests int
 }
 
-func newFakeUpstream(t *testing.T) *fakeUpstream {
+func newFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Helper()
 	u := &fakeUpstream{}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(u.serve)) // 127.0.0.1
@@ -493,7 +500,7 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		return // the sender went away mid-body: nothing arrived
 	}
 	epoch, _ := r.Context().Value(epochKey{}).(int)
-	a := arrival{path: r.URL.Path, epoch: epoch, conn: r.RemoteAddr}
+	a := arrival{path: r.URL.Path, epoch: epoch, conn: r.RemoteAddr, body: body}
 	if err := json.Unmarshal(body, &a.event); err != nil {
 		http.Error(w, `{"status":"invalid event","message":"not JSON"}`, http.StatusBadRequest)
 		return
@@ -557,7 +564,7 @@ func (u *fakeUpstream) arrivals() []arrival {
 }
 
 // waitFor polls the upstream's arrivals until cond holds.
-func (u *fakeUpstream) waitFor(t *testing.T, what string, cond func([]arrival) bool) []arrival {
+func (u *fakeUpstream) waitFor(t testing.TB, what string, cond func([]arrival) bool) []arrival {
 	t.Helper()
 	deadline := time.Now().Add(deliverDeadline)
 	for {
@@ -580,7 +587,7 @@ type poster struct {
 	token string
 }
 
-func newPoster(t *testing.T, base string) *poster {
+func newPoster(t testing.TB, base string) *poster {
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	p := &poster{hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
 	p.setBase(base)
@@ -781,7 +788,7 @@ func allDelivered(clients []*eventClient) func([]arrival) bool {
 // arrived, then checks the arrivals with checkDelivery. It fails early, with
 // the checker's findings, when the queue of the service-run under root says
 // nothing is pending while accepted events are still missing: they are lost.
-func waitDelivered(t *testing.T, up *fakeUpstream, root string, clients []*eventClient, allowDup bool) []arrival {
+func waitDelivered(t testing.TB, up *fakeUpstream, root string, clients []*eventClient, allowDup bool) []arrival {
 	t.Helper()
 	done := allDelivered(clients)
 	deadline := time.Now().Add(deliverDeadline)
@@ -811,7 +818,7 @@ func waitDelivered(t *testing.T, up *fakeUpstream, root string, clients []*event
 	}
 }
 
-func checkDelivery(t *testing.T, arr []arrival, clients []*eventClient, allowDup bool) {
+func checkDelivery(t testing.TB, arr []arrival, clients []*eventClient, allowDup bool) {
 	t.Helper()
 	problems := deliveryProblems(arr, clients, allowDup)
 	for i, p := range problems {
@@ -940,7 +947,7 @@ type cliQueueStatus struct {
 }
 
 // cliStatus runs `courier status --json`.
-func cliStatus(t *testing.T, root string) cliQueueStatus {
+func cliStatus(t testing.TB, root string) cliQueueStatus {
 	t.Helper()
 	r := runCourier(t, root, "status", "--json", "--show-keys")
 	if r.code != 0 {
@@ -954,7 +961,7 @@ func cliStatus(t *testing.T, root string) cliQueueStatus {
 }
 
 // waitCLIStatus runs `courier status --json` until cond holds.
-func waitCLIStatus(t *testing.T, root, what string, cond func(cliQueueStatus) bool) cliQueueStatus {
+func waitCLIStatus(t testing.TB, root, what string, cond func(cliQueueStatus) bool) cliQueueStatus {
 	t.Helper()
 	deadline := time.Now().Add(deliverDeadline)
 	for {

@@ -101,20 +101,30 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	v1URL := cfg.Events.V1URL
-	if v1URL == events.DefaultV1URL && cfg.Events.URL != events.DefaultURL {
-		// events.url points elsewhere (a proxy, a test server) while v1_url
-		// kept init's default: let the sink derive v1 from events.url, so
-		// that v1 events follow v2 events instead of leaking to PagerDuty.
-		v1URL = ""
+	// events.url points elsewhere (a proxy, a test server) while v1_url or
+	// change_url kept init's default: let the sink derive them from
+	// events.url, so that v1 and change events follow v2 events instead of
+	// leaking to PagerDuty.
+	v1URL, changeURL := cfg.Events.V1URL, cfg.Events.ChangeURL
+	if cfg.Events.URL != events.DefaultURL {
+		if v1URL == events.DefaultV1URL {
+			v1URL = ""
+		}
+		if changeURL == events.DefaultChangeURL {
+			changeURL = ""
+		}
 	}
-	routes := routes{pagerduty: events.NewPagerDutySink(events.PagerDutyOptions{
-		URL: cfg.Events.URL, V1URL: v1URL, UserAgent: "courier/" + Version, Logger: e.log,
-		MaxConnections: cfg.Events.MaxConnections,
-	}), exports: queue.DirSink{Dir: e.layout.Exports()}, eventsToBackend: cfg.Events.Upstream == config.UpstreamBackend}
+	pd, err := events.NewPagerDutySink(events.PagerDutyOptions{
+		URL: cfg.Events.URL, V1URL: v1URL, ChangeURL: changeURL, CAFile: cfg.Events.CAFile,
+		RatePerMinute: cfg.Events.RatePerKey, BurstPerKey: cfg.Events.BurstPerKey,
+		UserAgent: "courier/" + Version, Logger: e.log, MaxConnections: cfg.Events.MaxConnections,
+	})
+	if err != nil {
+		return withCode(ExitConfig, err)
+	}
+	routes := routes{pagerduty: pd, exports: queue.DirSink{Dir: e.layout.Exports()}, eventsToBackend: cfg.Events.Upstream == config.UpstreamBackend}
 	var client *backend.Client
 	if cfg.Backend.Enrolled() {
-		var err error
 		client, err = backend.New(backend.Options{
 			URL: cfg.Backend.URL, APIKey: cfg.Backend.APIKey.Reveal(), CAFile: cfg.Backend.CAFile,
 			UserAgent: "courier/" + Version, Logger: e.log, MaxConnections: cfg.Backend.MaxConnections,
@@ -180,6 +190,7 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Registerer:     reg,
 		Logger:         e.log,
+		StampTimestamp: cfg.Events.StampTimestamp,
 	})
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -62,13 +63,33 @@ func (b Backend) Enrolled() bool { return b.URL != "" }
 
 // Events configures where relayed events go.
 type Events struct {
-	Upstream string `yaml:"upstream"` // UpstreamPagerDuty or UpstreamBackend
-	URL      string `yaml:"url"`      // Events API v2 endpoint
-	V1URL    string `yaml:"v1_url"`   // Events API v1 endpoint
+	Upstream  string `yaml:"upstream"`   // UpstreamPagerDuty or UpstreamBackend
+	URL       string `yaml:"url"`        // Events API v2 endpoint
+	V1URL     string `yaml:"v1_url"`     // Events API v1 endpoint
+	ChangeURL string `yaml:"change_url"` // Change Events endpoint
+	// CAFile is an extra PEM bundle trusted for the three endpoints, as
+	// backend.ca_file is for the backend.
+	CAFile string `yaml:"ca_file"`
+	// RatePerKey paces delivery to PagerDuty per routing key, in events a
+	// minute; 0 turns pacing off. BurstPerKey is the token bucket's size.
+	RatePerKey  float64 `yaml:"rate_per_key"`
+	BurstPerKey int     `yaml:"burst_per_key"`
+	// StampTimestamp sets payload.timestamp at receipt when it is absent.
+	StampTimestamp bool `yaml:"stamp_timestamp"`
 	// MaxConnections caps the connections open to the events upstream at
 	// once, however many routing keys are being delivered.
 	MaxConnections int `yaml:"max_connections"`
 }
+
+// Defaults of events.*: PagerDuty's endpoints and the pace that keeps a key
+// within PagerDuty's limit of about 120 events a minute (rate + burst).
+const (
+	DefaultEventsURL       = "https://events.pagerduty.com/v2/enqueue"
+	DefaultEventsV1URL     = "https://events.pagerduty.com/generic/2010-04-15/create_event.json"
+	DefaultEventsChangeURL = "https://events.pagerduty.com/v2/change/enqueue"
+	DefaultRatePerKey      = 110
+	DefaultBurstPerKey     = 10
+)
 
 // Queue bounds the durable queue and shapes delivery batches.
 type Queue struct {
@@ -112,8 +133,11 @@ func (c *Config) SetToDefault() {
 		AllowedOrigins: []string{},
 		Events: Events{
 			Upstream:       UpstreamPagerDuty,
-			URL:            "https://events.pagerduty.com/v2/enqueue",
-			V1URL:          "https://events.pagerduty.com/generic/2010-04-15/create_event.json",
+			URL:            DefaultEventsURL,
+			V1URL:          DefaultEventsV1URL,
+			ChangeURL:      DefaultEventsChangeURL,
+			RatePerKey:     DefaultRatePerKey,
+			BurstPerKey:    DefaultBurstPerKey,
 			MaxConnections: 16,
 		},
 		Queue: Queue{
@@ -200,6 +224,16 @@ func (c *Config) Validate() error {
 	checkURL(&p, "events.url", c.Events.URL)
 	checkURL(&p, "events.v1_url", c.Events.V1URL)
 	positive(&p, "events.max_connections", int64(c.Events.MaxConnections))
+	checkURL(&p, "events.change_url", c.Events.ChangeURL)
+	if c.Events.CAFile != "" {
+		checkCAFile(&p, "events.ca_file", c.Events.CAFile)
+	}
+	if r := c.Events.RatePerKey; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		p.add("events.rate_per_key", "must be a number of events a minute >= 0 (0 turns pacing off), not %v", r)
+	}
+	if c.Events.BurstPerKey < 1 {
+		p.add("events.burst_per_key", "must be >= 1")
+	}
 
 	q := c.Queue
 	positive(&p, "queue.max_pending_bytes", q.MaxPendingBytes)

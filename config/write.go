@@ -44,6 +44,11 @@ var comments = map[string]string{
 	"events.url":             "PagerDuty Events API v2 endpoint.",
 	"events.v1_url":          "PagerDuty Events API v1 endpoint.",
 	"events.max_connections": "Most connections open to the events upstream at once, all routing keys together.",
+	"events.change_url":      "PagerDuty Change Events endpoint. Left at PagerDuty's while url points elsewhere, it follows url's host.",
+	"events.ca_file":         "Optional absolute path to an extra PEM CA bundle for the three endpoints (a TLS-inspecting proxy); TLS is always verified. HTTPS_PROXY and NO_PROXY are honoured.",
+	"events.rate_per_key":    "Pace per routing key, events a minute (0 = off); rate + burst within PagerDuty's ~120/min.",
+	"events.burst_per_key":   "Events a routing key may send at once after a quiet spell.",
+	"events.stamp_timestamp": "Set payload.timestamp at receipt when absent (changes the forwarded body).",
 
 	"queue":                   "Durable queue: quotas and delivery batches.",
 	"queue.max_pending_bytes": "Most bytes pending delivery, all routing keys together.",

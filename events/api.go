@@ -61,6 +61,9 @@ type APIOptions struct {
 	// allowed_origins: see guard.
 	ListenHosts    []string
 	AllowedOrigins []string
+	// StampTimestamp sets payload.timestamp at receipt on triggers and
+	// change events that have none (events.stamp_timestamp).
+	StampTimestamp bool
 }
 
 // NewAPI returns the agent's local HTTP API (PROTOCOL.md §2).
@@ -74,6 +77,7 @@ func NewAPI(opts APIOptions) http.Handler {
 		ready: opts.Ready,
 		log:   opts.Logger.With().Str("component", "local-api").Logger(),
 		now:   opts.Now,
+		stamp: opts.StampTimestamp,
 	}
 	if opts.LocalToken == "" {
 		opts.LocalToken = opts.Token
@@ -113,13 +117,14 @@ func NewAPI(opts APIOptions) http.Handler {
 	get := []string{http.MethodGet, http.MethodHead}
 	post := []string{http.MethodPost}
 	a.routes = map[string]route{
-		"/v2/enqueue":      {post, a.enqueueV2, false},
-		"/v1/send":         {post, a.send, false},
-		"/v1/queue/status": {get, a.status, false},
-		"/v1/queue/retry":  {post, a.retry, false},
-		"/livez":           {get, a.livez, true},
-		"/readyz":          {get, a.readyz, false},
-		"/metrics":         {get, metrics.ServeHTTP, false},
+		"/v2/enqueue":        {post, a.enqueueV2, false},
+		"/v2/change/enqueue": {post, a.enqueueChange, false},
+		"/v1/send":           {post, a.send, false},
+		"/v1/queue/status":   {get, a.status, false},
+		"/v1/queue/retry":    {post, a.retry, false},
+		"/livez":             {get, a.livez, true},
+		"/readyz":            {get, a.readyz, false},
+		"/metrics":           {get, metrics.ServeHTTP, false},
 	}
 	return a
 }
@@ -138,6 +143,7 @@ type api struct {
 	requests   *prometheus.CounterVec
 	log        zerolog.Logger
 	now        func() time.Time
+	stamp      bool
 	routes     map[string]route
 	guard      *guard
 }
@@ -206,6 +212,10 @@ func (a *api) enqueueV2(w http.ResponseWriter, r *http.Request) {
 	a.accept(w, r, ParseV2)
 }
 
+func (a *api) enqueueChange(w http.ResponseWriter, r *http.Request) {
+	a.accept(w, r, ParseChange)
+}
+
 func (a *api) send(w http.ResponseWriter, r *http.Request) {
 	a.accept(w, r, ParseSend)
 }
@@ -230,7 +240,16 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 		})
 		return
 	}
-	payload, err := EncodeStored(accepted.Stored(a.now()))
+	now := a.now()
+	if a.stamp {
+		var err error
+		if accepted, err = accepted.StampTimestamp(now); err != nil {
+			a.log.Error().Err(err).Msg("stamp the event's timestamp")
+			writeError(w, http.StatusInternalServerError, "could not stamp the event's timestamp: "+err.Error())
+			return
+		}
+	}
+	payload, err := EncodeStored(accepted.Stored(now))
 	if err != nil {
 		a.log.Error().Err(err).Msg("encode accepted event")
 		writeError(w, http.StatusInternalServerError, "could not encode the event: "+err.Error())
@@ -239,6 +258,10 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 	err = a.q.Enqueue(r.Context(), accepted.QueueKey(), [][]byte{payload}, queue.Refuse)
 	if err == nil {
 		a.log.Debug().Str("api", accepted.API).Str("routing_key", RedactKey(accepted.Key)).Str("dedup_key", accepted.DedupKey).Msg("event stored")
+		if accepted.API == APIChange {
+			writeRaw(w, http.StatusAccepted, changeAnswer)
+			return
+		}
 		// PagerDuty's answer, built without a map: this is every 202.
 		dk, _ := json.Marshal(accepted.DedupKey)
 		b := make([]byte, 0, 64+len(dk))

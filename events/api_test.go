@@ -274,10 +274,13 @@ func TestEnqueueQueueErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			q := &fakeQueue{enqueueErr: tc.err}
 			srv := apiServer(t, q, func(o *APIOptions) { o.RetryAfter = 2500 * time.Millisecond })
-			for _, path := range []string{"/v2/enqueue", "/v1/send"} {
+			for _, path := range []string{"/v2/enqueue", "/v1/send", "/v2/change/enqueue"} {
 				body := trigger("")
-				if path == "/v1/send" {
+				switch path {
+				case "/v1/send":
 					body = `{"api_version":"v2","event":` + body + `}`
+				case "/v2/change/enqueue":
+					body = changeEvent("")
 				}
 				r := do(t, http.MethodPost, srv.URL+path, body)
 				r.mustError(t, tc.code, tc.contains)
@@ -312,7 +315,7 @@ func TestSendEndpoint(t *testing.T) {
 	}
 
 	r = do(t, http.MethodPost, srv.URL+"/v1/send", `{"api_version":"v3","event":{}}`)
-	r.mustError(t, http.StatusBadRequest, "'api_version' is invalid (must be one of v2, v1)")
+	r.mustError(t, http.StatusBadRequest, "'api_version' is invalid (must be one of v2, v1, change)")
 }
 
 // pdClientEvent has the shape of the event struct of the common PagerDuty Go

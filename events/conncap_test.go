@@ -19,7 +19,10 @@ import (
 func TestPagerDutySinkCapsConnections(t *testing.T) {
 	const capN, keys = 3, 12
 	srv := conntest.NewServer(t, 202, `{"status":"success","message":"Event processed"}`)
-	sink := NewPagerDutySink(PagerDutyOptions{URL: srv.URL + "/v2/enqueue", MaxConnections: capN, Logger: zerolog.Nop()})
+	sink, err := NewPagerDutySink(PagerDutyOptions{URL: srv.URL + "/v2/enqueue", MaxConnections: capN, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	payload, err := EncodeStored(Stored{API: APIv2, Event: []byte(trigger(""))})
 	if err != nil {
 		t.Fatal(err)

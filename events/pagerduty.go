@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,10 +20,12 @@ const (
 	ActionResolve     = "resolve"
 )
 
-// API versions of a stored event and of the /v1/send wrapper.
+// APIs of a stored event and of the /v1/send wrapper: Events API v2 alerts,
+// v1 events and v2 Change Events.
 const (
-	APIv2 = "v2"
-	APIv1 = "v1"
+	APIv2     = "v2"
+	APIv1     = "v1"
+	APIChange = "change"
 )
 
 // Limits PagerDuty enforces; exceeding them is a 400 there, so it is one here
@@ -93,7 +96,7 @@ type V1Context struct {
 }
 
 // SendRequest is the body of POST /v1/send, what `courier send` posts: one
-// event of either API version. An empty APIVersion means v2.
+// event of any API (APIv2, APIv1 or APIChange). An empty APIVersion means v2.
 type SendRequest struct {
 	APIVersion string          `json:"api_version"`
 	Event      json.RawMessage `json:"event"`
@@ -113,9 +116,10 @@ type Accepted struct {
 	// generated dedup key filled in. It is what is stored and what is sent
 	// upstream, byte for byte, so fields this package does not know reach
 	// PagerDuty unchanged.
-	Event json.RawMessage
-	V2    *Event   // set when API is APIv2
-	V1    *V1Event // set when API is APIv1
+	Event  json.RawMessage
+	V2     *Event       // set when API is APIv2
+	V1     *V1Event     // set when API is APIv1
+	Change *ChangeEvent // set when API is APIChange
 }
 
 // QueueKey is the routing key of the queue the event goes to.
@@ -169,7 +173,7 @@ func DecodeStored(b []byte) (Stored, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return Stored{}, fmt.Errorf("decode stored event: %w", err)
 	}
-	if s.API != APIv2 && s.API != APIv1 {
+	if s.API != APIv2 && s.API != APIv1 && s.API != APIChange {
 		return Stored{}, fmt.Errorf("decode stored event: unknown api %q", s.API)
 	}
 	if len(s.Event) == 0 || s.Event[0] != '{' {
@@ -213,9 +217,9 @@ func ParseSend(body []byte) (Accepted, []string) {
 		c.add("'event' is invalid (must be a JSON object)")
 	}
 	switch version {
-	case "", APIv2, APIv1:
+	case "", APIv2, APIv1, APIChange:
 	default:
-		c.add("'api_version' is invalid (must be one of v2, v1)")
+		c.add("'api_version' is invalid (must be one of v2, v1, change)")
 	}
 	if c.errs != nil {
 		return Accepted{}, c.errs
@@ -225,8 +229,11 @@ func ParseSend(body []byte) (Accepted, []string) {
 		// Unreachable for a valid body; kept so that a bug shows as a 400.
 		return Accepted{}, []string{"'event' is invalid: " + err.Error()}
 	}
-	if version == APIv1 {
+	switch version {
+	case APIv1:
 		return acceptV1(event)
+	case APIChange:
+		return acceptChange(event)
 	}
 	return acceptV2(event)
 }
@@ -240,8 +247,8 @@ func acceptV2(obj *object) (Accepted, []string) {
 		Client:      c.str(obj, "", "client"),
 		ClientURL:   c.str(obj, "", "client_url"),
 	}
-	c.decode(obj, "images", &e.Images, "must be a list of objects with 'src', 'href', 'alt'")
-	c.decode(obj, "links", &e.Links, "must be a list of objects with 'href', 'text'")
+	c.images(obj, &e.Images)
+	c.links(obj, &e.Links)
 	c.key("routing_key", e.RoutingKey, "Length of 'routing_key' is incorrect (should be 32 characters)")
 	c.action("event_action", e.EventAction)
 	c.dedup("dedup_key", e.DedupKey, e.EventAction)
@@ -304,11 +311,7 @@ func (c *checker) payload(p *object) *Payload {
 	default:
 		c.add("'payload.severity' is invalid (must be one of critical, error, warning, info)")
 	}
-	if out.Timestamp != "" {
-		if _, err := ParseTimestamp(out.Timestamp); err != nil {
-			c.add("'payload.timestamp' is invalid (must be an ISO 8601 date and time with a time zone, such as 2015-07-17T08:42:58.315+0000)")
-		}
-	}
+	c.timestamp(out.Timestamp)
 	return out
 }
 
@@ -325,7 +328,7 @@ func acceptV1(obj *object) (Accepted, []string) {
 	if raw, ok := obj.get("details"); ok {
 		e.Details = anyValue(raw)
 	}
-	c.decode(obj, "contexts", &e.Contexts, "must be a list of objects with 'type', 'href', 'src', 'text', 'alt'")
+	_ = c.decode(obj, "contexts", &e.Contexts, "must be a list of objects with 'type', 'href', 'src', 'text', 'alt'")
 	c.key("service_key", e.ServiceKey, "Service key is the wrong length (should be 32 characters)")
 	c.action("event_type", e.EventType)
 	c.dedup("incident_key", e.IncidentKey, e.EventType)
@@ -438,14 +441,51 @@ func (c *checker) str(obj *object, prefix, name string) string {
 	return s
 }
 
-func (c *checker) decode(obj *object, name string, v any, must string) {
+// images checks images[]: src is required and, as PagerDuty shows only
+// images served over HTTPS, must be an https URL.
+func (c *checker) images(obj *object, out *[]Image) {
+	if !c.decode(obj, "images", out, "must be a list of objects with 'src', 'href', 'alt'") {
+		return
+	}
+	for i, im := range *out {
+		switch {
+		case blank(im.Src):
+			c.add(fmt.Sprintf("'images[%d].src' is missing or blank", i))
+		case !isHTTPS(im.Src):
+			c.add(fmt.Sprintf("'images[%d].src' is invalid (must be an https:// URL: PagerDuty shows only images served over HTTPS)", i))
+		}
+	}
+}
+
+// links checks links[]: href is required.
+func (c *checker) links(obj *object, out *[]Link) {
+	if !c.decode(obj, "links", out, "must be a list of objects with 'href', 'text'") {
+		return
+	}
+	for i, l := range *out {
+		if blank(l.Href) {
+			c.add(fmt.Sprintf("'links[%d].href' is missing or blank", i))
+		}
+	}
+}
+
+func isHTTPS(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.EqualFold(u.Scheme, "https") && u.Host != ""
+}
+
+// decode reads an optional member into v; false when it is absent or has
+// the wrong shape (reported).
+func (c *checker) decode(obj *object, name string, v any, must string) bool {
 	raw, ok := obj.get(name)
 	if !ok {
-		return
+		return false
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		c.add(fmt.Sprintf("'%s' is invalid (%s)", name, must))
+		return false
 	}
+	return true
 }
 
 func (c *checker) key(name, v, wrongLength string) {

@@ -369,7 +369,7 @@ func TestParseSend(t *testing.T) {
 		body string
 		want []string
 	}{
-		"bad version":         {`{"api_version":"v3","event":` + v2 + `}`, []string{"'api_version' is invalid (must be one of v2, v1)"}},
+		"bad version":         {`{"api_version":"v3","event":` + v2 + `}`, []string{"'api_version' is invalid (must be one of v2, v1, change)"}},
 		"no event":            {`{"api_version":"v2"}`, []string{"'event' is missing or blank"}},
 		"event not an object": {`{"api_version":"v2","event":"hello"}`, []string{"'event' is invalid (must be a JSON object)"}},
 		"invalid v1 event":    {`{"api_version":"v1","event":` + v2 + `}`, []string{"'service_key' is missing or blank", "'event_type' is missing or blank"}},

@@ -3,11 +3,14 @@ package events
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,9 +51,22 @@ type PagerDutyOptions struct {
 	// replaced), so that redirecting URL to a proxy or a test server also
 	// redirects v1 events rather than leaking them to PagerDuty.
 	V1URL string
+	// ChangeURL receives change events. Empty means DefaultChangeURL when
+	// URL is PagerDuty's, otherwise derived from URL as V1URL is.
+	ChangeURL string
 	// Client sends the requests; nil means a client with a 30 s timeout
-	// that does not follow redirects.
+	// that does not follow redirects, takes its proxy from HTTPS_PROXY,
+	// HTTP_PROXY and NO_PROXY, and trusts CAFile besides the system's roots.
 	Client *http.Client
+	// CAFile is a PEM bundle trusted besides the system's roots, for an
+	// endpoint behind a TLS-inspecting proxy or a private CA. Ignored when
+	// Client is set.
+	CAFile string
+	// RatePerMinute paces delivery per routing key with a token bucket of
+	// BurstPerKey tokens refilled at this many a minute; 0 turns pacing off.
+	// Retries spend tokens too: PagerDuty counts every request.
+	RatePerMinute float64
+	BurstPerKey   int
 	// UserAgent is sent with every request; empty means "courier".
 	UserAgent string
 	// MaxConnections caps the connections open to the upstream at once
@@ -81,14 +97,18 @@ type PagerDutyOptions struct {
 //     them.
 //   - network errors and timeouts: retried.
 //   - a stored event that does not decode: queue.Permanent.
-func NewPagerDutySink(opts PagerDutyOptions) queue.Sink {
+//
+// It fails only when CAFile cannot be read or holds no certificate.
+func NewPagerDutySink(opts PagerDutyOptions) (queue.Sink, error) {
 	s := &pagerDutySink{
-		url:    opts.URL,
-		v1URL:  opts.V1URL,
-		client: opts.Client,
-		ua:     opts.UserAgent,
-		log:    opts.Logger.With().Str("component", "pagerduty").Logger(),
-		now:    time.Now,
+		url:       opts.URL,
+		v1URL:     opts.V1URL,
+		changeURL: opts.ChangeURL,
+		client:    opts.Client,
+		ua:        opts.UserAgent,
+		log:       opts.Logger.With().Str("component", "pagerduty").Logger(),
+		now:       time.Now,
+		pace:      newPacer(opts.RatePerMinute, opts.BurstPerKey),
 	}
 	if s.url == "" {
 		s.url = DefaultURL
@@ -96,8 +116,14 @@ func NewPagerDutySink(opts PagerDutyOptions) queue.Sink {
 	if s.v1URL == "" {
 		s.v1URL = v1URLFor(s.url)
 	}
+	if s.changeURL == "" {
+		s.changeURL = changeURLFor(s.url)
+	}
 	if s.client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr, err := httpTransport(opts.CAFile)
+		if err != nil {
+			return nil, err
+		}
 		n := opts.MaxConnections
 		if n <= 0 {
 			n = DefaultMaxConnections
@@ -116,31 +142,67 @@ func NewPagerDutySink(opts PagerDutyOptions) queue.Sink {
 	if s.ua == "" {
 		s.ua = "courier"
 	}
-	return s
+	return s, nil
+}
+
+// httpTransport is net/http's default transport (proxy from the
+// environment, dial and TLS timeouts) with TLS verification always on and
+// caFile trusted besides the system's roots.
+func httpTransport(caFile string) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyFromEnvironment
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return tr, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("events.ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("events.ca_file %s holds no PEM certificate", caFile)
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	return tr, nil
 }
 
 // v1URLFor derives the v1 endpoint that goes with a v2 URL.
 func v1URLFor(v2 string) string {
+	return siblingURL(v2, DefaultV1URL, "/generic/2010-04-15/create_event.json")
+}
+
+// changeURLFor derives the change events endpoint that goes with a v2 URL.
+func changeURLFor(v2 string) string {
+	return siblingURL(v2, DefaultChangeURL, "/v2/change/enqueue")
+}
+
+// siblingURL is PagerDuty's endpoint def when v2 is PagerDuty's, otherwise
+// v2's host with path in place of v2's "/v2/enqueue".
+func siblingURL(v2, def, path string) string {
 	if v2 == DefaultURL {
-		return DefaultV1URL
+		return def
 	}
 	u, err := url.Parse(v2)
 	if err != nil {
-		return DefaultV1URL
+		return def
 	}
-	const v1Path = "/generic/2010-04-15/create_event.json"
-	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v2/enqueue") + v1Path
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v2/enqueue") + path
 	u.RawPath = ""
 	u.RawQuery = ""
 	return u.String()
 }
 
 type pagerDutySink struct {
-	url, v1URL string
-	client     *http.Client
-	ua         string
-	log        zerolog.Logger
-	now        func() time.Time
+	url, v1URL, changeURL string
+	client                *http.Client
+	ua                    string
+	log                   zerolog.Logger
+	now                   func() time.Time
+	pace                  *pacer
 }
 
 func (s *pagerDutySink) Deliver(ctx context.Context, key string, batch []queue.Message) error {
@@ -164,8 +226,15 @@ func (s *pagerDutySink) deliverOne(ctx context.Context, routingKey string, m que
 		return queue.Permanent(fmt.Errorf("corrupt stored event (seq %d): %w", m.Seq, err))
 	}
 	target := s.url
-	if stored.API == APIv1 {
+	switch stored.API {
+	case APIv1:
 		target = s.v1URL
+	case APIChange:
+		target = s.changeURL
+	}
+	// Alerts, changes and v1 events of one key share PagerDuty's limit.
+	if err := s.pace.wait(ctx, routingKey); err != nil {
+		return fmt.Errorf("waiting for the routing key's pace: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(stored.Event))
 	if err != nil {

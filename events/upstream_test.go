@@ -75,11 +75,21 @@ func testClient(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
 }
 
+// mustSink is NewPagerDutySink for options that cannot fail.
+func mustSink(t *testing.T, opts PagerDutyOptions) *pagerDutySink {
+	t.Helper()
+	s, err := NewPagerDutySink(opts)
+	if err != nil {
+		t.Fatalf("NewPagerDutySink: %v", err)
+	}
+	return s.(*pagerDutySink)
+}
+
 func newTestSink(t *testing.T, pd *fakePagerDuty) queue.Sink {
 	client := testClient(t)
 	// As the default client does.
-	client.CheckRedirect = NewPagerDutySink(PagerDutyOptions{}).(*pagerDutySink).client.CheckRedirect
-	return NewPagerDutySink(PagerDutyOptions{
+	client.CheckRedirect = mustSink(t, PagerDutyOptions{}).client.CheckRedirect
+	return mustSink(t, PagerDutyOptions{
 		URL:       pd.URL + "/v2/enqueue",
 		V1URL:     pd.URL + "/v1/create_event.json",
 		Client:    client,
@@ -146,9 +156,56 @@ func TestV1URLFollowsURL(t *testing.T) {
 		"https://proxy/pd/v2/enqueue/?x=1":  "https://proxy/pd/generic/2010-04-15/create_event.json",
 		"http://relay.internal:8080/custom": "http://relay.internal:8080/custom/generic/2010-04-15/create_event.json",
 	} {
-		s := NewPagerDutySink(PagerDutyOptions{URL: v2}).(*pagerDutySink)
+		s := mustSink(t, PagerDutyOptions{URL: v2})
 		if s.v1URL != want {
 			t.Errorf("URL %q: v1 URL = %q, want %q", v2, s.v1URL, want)
+		}
+	}
+}
+
+func TestChangeURLFollowsURL(t *testing.T) {
+	for v2, want := range map[string]string{
+		"":                                  DefaultChangeURL,
+		DefaultURL:                          DefaultChangeURL,
+		"http://127.0.0.1:9000/v2/enqueue":  "http://127.0.0.1:9000/v2/change/enqueue",
+		"https://proxy/pd/v2/enqueue/?x=1":  "https://proxy/pd/v2/change/enqueue",
+		"http://relay.internal:8080/custom": "http://relay.internal:8080/custom/v2/change/enqueue",
+	} {
+		s := mustSink(t, PagerDutyOptions{URL: v2})
+		if s.changeURL != want {
+			t.Errorf("URL %q: change URL = %q, want %q", v2, s.changeURL, want)
+		}
+	}
+	s := mustSink(t, PagerDutyOptions{URL: "http://127.0.0.1:9000/v2/enqueue", ChangeURL: "http://127.0.0.1:9001/changes"})
+	if s.changeURL != "http://127.0.0.1:9001/changes" {
+		t.Errorf("an explicit change URL was replaced by %q", s.changeURL)
+	}
+}
+
+// A key's change events go to the change endpoint, between its alerts, in
+// the order they were accepted.
+func TestSinkSendsChangeEventsInOrderWithAlerts(t *testing.T) {
+	pd := newFakePagerDuty(t)
+	sink := mustSink(t, PagerDutyOptions{URL: pd.URL + "/v2/enqueue", Client: testClient(t), Logger: zerolog.Nop()})
+	m1, a1 := storedMessage(t, 1, ParseV2, trigger(`"dedup_key":"one",`))
+	m2, a2 := storedMessage(t, 2, ParseChange, `{"routing_key":"`+testKey+`","payload":{"summary":"deployed v2"},"links":[{"href":"https://ci.example.com/7"}]}`)
+	m3, a3 := storedMessage(t, 3, ParseV2, `{"routing_key":"`+testKey+`","event_action":"resolve","dedup_key":"one"}`)
+	for _, m := range []queue.Message{m1, m2, m3} {
+		if err := sink.Deliver(t.Context(), QueueKey(testKey), []queue.Message{m}); err != nil {
+			t.Fatalf("Deliver: %v", err)
+		}
+	}
+	got := pd.requests()
+	want := []struct {
+		path string
+		a    Accepted
+	}{{"/v2/enqueue", a1}, {"/v2/change/enqueue", a2}, {"/v2/enqueue", a3}}
+	if len(got) != len(want) {
+		t.Fatalf("PagerDuty got %d requests, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if got[i].path != w.path || string(got[i].body) != string(w.a.Event) {
+			t.Errorf("request %d: %s %s, want %s %s", i, got[i].path, got[i].body, w.path, w.a.Event)
 		}
 	}
 }
@@ -297,7 +354,7 @@ func TestSinkConnectionRefusedIsRetryable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close() // nothing listens there any more
-	sink := NewPagerDutySink(PagerDutyOptions{URL: "http://" + addr + "/v2/enqueue", Client: testClient(t)})
+	sink := mustSink(t, PagerDutyOptions{URL: "http://" + addr + "/v2/enqueue", Client: testClient(t)})
 	m, _ := storedMessage(t, 1, ParseV2, trigger(""))
 	err = sink.Deliver(t.Context(), QueueKey(testKey), []queue.Message{m})
 	var perm *queue.PermanentError
@@ -322,7 +379,7 @@ func TestSinkTimeoutIsRetryable(t *testing.T) {
 	defer close(release)
 	client := testClient(t)
 	client.Timeout = 100 * time.Millisecond
-	sink := NewPagerDutySink(PagerDutyOptions{URL: srv.URL, Client: client})
+	sink := mustSink(t, PagerDutyOptions{URL: srv.URL, Client: client})
 	m, _ := storedMessage(t, 1, ParseV2, trigger(""))
 	err := sink.Deliver(t.Context(), QueueKey(testKey), []queue.Message{m})
 	var perm *queue.PermanentError
