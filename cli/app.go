@@ -33,11 +33,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 		Reader:    stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "root", Usage: "the agent's folder (config, queue, logs)", EnvVars: []string{"COURIER_ROOT"}, Value: config.DefaultRoot()},
-			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"COURIER_LOG_LEVEL"}, Value: "info"},
-			&ucli.StringFlag{Name: "log-format", Usage: "console or json (default: console on a terminal, json otherwise)", EnvVars: []string{"COURIER_LOG_FORMAT"}},
-		},
+		Flags:     appFlags(config.DefaultRoot()),
+		Action:    appAction,
 		Commands: []*ucli.Command{
 			initCommand(),
 			serviceRunCommand(),
@@ -51,23 +48,14 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			retryCommand(),
 			versionCommand(),
 			devBackendCommand(),
+			helpCommand(),
 		},
 		// Errors are printed once, by exitCode, with the code it decides.
 		ExitErrHandler:  func(*ucli.Context, error) {},
 		OnUsageError:    usageExit,
 		HideHelpCommand: true,
 	}
-	// A bad flag of any command is a usage error (exit 2), like the app's.
-	var each func([]*ucli.Command)
-	each = func(cmds []*ucli.Command) {
-		for _, c := range cmds {
-			if c.OnUsageError == nil {
-				c.OnUsageError = usageExit
-			}
-			each(c.Subcommands)
-		}
-	}
-	each(app.Commands)
+	prepareCommands(app.Commands, "")
 	return app
 }
 
@@ -97,11 +85,11 @@ func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {
 
 // setupWith is setup with one more JSON output for the logs.
 func setupWith(c *ucli.Context, command string, writeLog bool, extra io.Writer) (*env, error) {
-	root := c.String("root")
+	root := globalString(c, "root")
 	sw := &switchWriter{w: c.App.ErrWriter}
 	opts := logging.Options{
-		Level:   c.String("log-level"),
-		Format:  c.String("log-format"),
+		Level:   globalString(c, "log-level"),
+		Format:  globalString(c, "log-format"),
 		Command: command,
 		Stderr:  sw,
 		Extra:   extra,

@@ -318,7 +318,7 @@ func interspersedFlags(c *ucli.Context) ([]string, error) {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := commandFlag(c.Command, name)
 		if f == nil {
-			return nil, usageError("flag provided but not defined: %s", a)
+			return nil, usageExit(c, fmt.Errorf("flag provided but not defined: -%s", name), true)
 		}
 		if _, isBool := f.(*ucli.BoolFlag); isBool {
 			if !hasValue {
@@ -326,7 +326,7 @@ func interspersedFlags(c *ucli.Context) ([]string, error) {
 			}
 		} else if !hasValue {
 			if i+1 >= len(args) {
-				return nil, usageError("flag needs an argument: %s", a)
+				return nil, usageExit(c, fmt.Errorf("flag needs an argument: -%s", name), true)
 			}
 			i++
 			value = args[i]
