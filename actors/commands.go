@@ -166,7 +166,7 @@ func (s *Service) poll(ctx context.Context) error {
 					s.opts.Log.Error().Msg("the backend refused the API key (401): polling paused with backoff; nothing is dropped; re-enroll with `courier enroll`")
 				}
 			} else {
-				s.opts.Log.Warn().Err(err).Dur("retry_in", wait).Msg("polling the backend for commands failed")
+				s.opts.Log.Warn().Err(err).Dur("retry_in_ms", wait).Msg("polling the backend for commands failed")
 			}
 			var be *backend.Error
 			if errors.As(err, &be) && be.RetryAfter > wait {

@@ -22,8 +22,23 @@ var Version = "dev"
 // process exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	return exitCode(app.RunContext(ctx, args), stderr)
+	err := app.RunContext(ctx, args)
+	if e, ok := app.Metadata[envKey].(*env); ok {
+		// The command's log gets its error too: a failed command must not
+		// leave an empty log behind.
+		// Only the file: stderr shows the error once, from exitCode.
+		if w, ok := e.closer.(io.Writer); ok && err != nil {
+			l := zerolog.New(w).With().Timestamp().Logger()
+			l.Error().Err(err).Msg("command failed")
+		}
+		_ = e.closer.Close()
+	}
+	return exitCode(err, stderr)
 }
+
+// envKey is where setup leaves the command's env in the app's Metadata,
+// for Run to log the command's error and close the log after it.
+const envKey = "courier.env"
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 	app := &ucli.App{
@@ -54,6 +69,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 		ExitErrHandler:  func(*ucli.Context, error) {},
 		OnUsageError:    usageExit,
 		HideHelpCommand: true,
+		Metadata:        map[string]any{},
 	}
 	prepareCommands(app.Commands, "")
 	return app
@@ -75,7 +91,9 @@ type env struct {
 	closer io.Closer
 }
 
-func (e *env) close() { _ = e.closer.Close() }
+// close is for symmetry in the commands: Run closes the log, after it
+// has logged the command's error.
+func (e *env) close() {}
 
 // setup prepares a command. writeLog is false for commands that must not
 // touch the root (version) or that would overwrite a running service's log.
@@ -101,10 +119,12 @@ func setupWith(c *ucli.Context, command string, writeLog bool, extra io.Writer) 
 	if err != nil {
 		return nil, withCode(ExitUsage, err)
 	}
-	return &env{
+	e := &env{
 		ctx: c.Context, layout: config.Layout{Root: root}, log: log, tee: tee,
 		stdout: c.App.Writer, stderr: c.App.ErrWriter, logs: sw, closer: closer,
-	}, nil
+	}
+	c.App.Metadata[envKey] = e
+	return e, nil
 }
 
 // integrationLogger is the logger of one integration: the command's

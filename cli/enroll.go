@@ -46,6 +46,11 @@ func enrollCommand() *ucli.Command {
 			if c.String("backend-url") == "" {
 				return usageError("--backend-url is required (courier enroll CODE --backend-url URL)")
 			}
+			if u := c.String("backend-url"); !strings.Contains(u, "://") {
+				// url.Parse's own answer ("first path segment in URL cannot
+				// contain colon") does not say what to do.
+				return usageError("--backend-url %q has no scheme: write it as https://%s (or http://%s for a backend on this machine)", u, u, u)
+			}
 			e, err := setup(c, "enroll", false) // no log file: a refused code leaves nothing behind
 			if err != nil {
 				return err

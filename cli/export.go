@@ -237,6 +237,13 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 		return errors.New(why)
 	}
 	res, _ = job.Wait(context.Background())
+	if ctx.Err() != nil {
+		// Interrupted: the summary still says how far it got; what is
+		// queued is written by the next run.
+		ui.stop()
+		printSummary(e.stdout, res, "")
+		return withCode(ExitFailure, errors.New("interrupted; the next export resumes from the last tokens"))
+	}
 	// Records are durable in the queue; wait for the local sink to have
 	// written them all, so the files are complete when the command returns.
 	err = c.drain(ctx, func(k string) bool { return keys[k] }, ui.draining)
@@ -270,6 +277,12 @@ func printSummary(w io.Writer, res actors.ExportResult, output string) {
 			(time.Duration(r.DurationMS) * time.Millisecond).Round(time.Millisecond), r.Restarts, r.Incremental)
 	}
 	_ = tw.Flush()
+	var written int64
+	for _, r := range res.Integrations {
+		for _, n := range r.Records {
+			written += n
+		}
+	}
 	for _, r := range res.Integrations {
 		if r.Error != "" {
 			fmt.Fprintf(w, "\n%s: %s\n", r.ID, r.Error)
@@ -281,5 +294,11 @@ func printSummary(w io.Writer, res actors.ExportResult, output string) {
 			fmt.Fprintf(w, "%s: %s: %s\n", r.ID, strings.Join(ee.Path, " / "), ee.Error)
 		}
 	}
-	fmt.Fprintf(w, "\nrecords written under %s\n", output)
+	switch {
+	case output == "":
+	case written == 0:
+		fmt.Fprintf(w, "\nno records written (nothing new since the last export)\n")
+	default:
+		fmt.Fprintf(w, "\n%d records written under %s\n", written, output)
+	}
 }

@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -58,5 +60,51 @@ func TestIntegrationConfigErrorsOneFormat(t *testing.T) {
 	if r := runCourier(t, root, "export", "--params", params); r.code != cli.ExitUsage ||
 		!strings.Contains(r.stderr, `integrations[0]: synthetic config: unknown key "repo_per_org" (line 6); did you mean "repos_per_org"?`) {
 		t.Errorf("--params: %s", r)
+	}
+}
+
+// A manual export on a root that service-run holds says what to do; the
+// service-run log of the run before survives a restart; a failed command's
+// log holds its error; an export that wrote nothing says so.
+func TestExportRootLogsAndHints(t *testing.T) {
+	root := e2e(t)
+	initRoot(t, root)
+	up := newFakeUpstream(t)
+	s := startServiceRun(t, root, up)
+	r := runCourier(t, root, "export", "--integration", "synthetic")
+	if r.code == 0 || !strings.Contains(r.stderr, "a manual export needs a root of its own: add --root OTHER_DIR") {
+		t.Errorf("export while service-run holds the root: %s", r)
+	}
+	if code := s.terminate(); code != 0 {
+		t.Fatalf("service-run exit %d", code)
+	}
+	first, err := os.ReadFile(filepath.Join(root, "logs", "service-run"))
+	if err != nil || !strings.Contains(string(first), "service-run ready") {
+		t.Fatalf("logs/service-run: %v\n%s", err, first)
+	}
+	s = startServiceRun(t, root, up)
+	if code := s.terminate(); code != 0 {
+		t.Fatalf("service-run exit %d", code)
+	}
+	if prev, err := os.ReadFile(filepath.Join(root, "logs", "service-run.1")); err != nil || string(prev) != string(first) {
+		t.Errorf("logs/service-run.1 is not the previous run's log: %v", err)
+	}
+
+	bad := writeFile(t, t.TempDir(), "bad.yaml", "orgz: 1\n")
+	r = runCourier(t, root, "export", "--integration", "synthetic", "--config", bad)
+	log, _ := os.ReadFile(filepath.Join(root, "logs", "export"))
+	if r.code != cli.ExitUsage || !strings.Contains(string(log), `unknown key \"orgz\"`) {
+		t.Errorf("a failed export's log holds its error: %s\nlog:\n%s", r, log)
+	}
+
+	cfg := writeFile(t, t.TempDir(), "syn.yaml", "items_per_repo: 3\n")
+	if r := runCourier(t, root, "export", "--integration", "synthetic", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "6 records written under ") {
+		t.Errorf("first export: %s", r)
+	}
+	if r := runCourier(t, root, "export", "--integration", "synthetic", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "no records written") {
+		t.Errorf("second export, nothing new: %s", r)
+	}
+	if r := runCourier(t, root, "enroll", "CODE", "--backend-url", "127.0.0.1:8080", "--no-service"); r.code != cli.ExitUsage || !strings.Contains(r.stderr, "write it as https://127.0.0.1:8080 (or http://127.0.0.1:8080") {
+		t.Errorf("--backend-url without a scheme: %s", r)
 	}
 }
