@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -173,7 +174,7 @@ func (s *Service) poll(ctx context.Context) error {
 					s.opts.Log.Error().Msg("the backend refused the API key (401): polling paused with backoff; nothing is dropped; re-enroll with `courier enroll`")
 				}
 			} else {
-				s.opts.Log.Warn().Err(err).Dur("retry_in", wait).Msg("polling the backend for commands failed")
+				s.opts.Log.Warn().Err(err).Dur("retry_in_ms", wait).Msg("polling the backend for commands failed")
 			}
 			var be *backend.Error
 			if errors.As(err, &be) && be.RetryAfter > wait {
@@ -530,6 +531,36 @@ func (p integrationParam) spec() (IntegrationSpec, error) {
 	return IntegrationSpec{ID: p.ID, Type: p.Type, Config: cfg}, nil
 }
 
+// misspeltParams names the keys of params that stand for a known one
+// written otherwise ("object-type", "objectType" for "object_type"). The
+// protocol ignores unknown keys, so a misspelt key reads as a missing one;
+// saying which key was meant is the useful part of the error.
+func misspeltParams(raw json.RawMessage, known ...string) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return ""
+	}
+	norm := func(k string) string {
+		return strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(k))
+	}
+	var hints []string
+	for k := range m {
+		if slices.Contains(known, k) {
+			continue
+		}
+		for _, want := range known {
+			if norm(k) == norm(want) {
+				hints = append(hints, fmt.Sprintf("the params have %q: the key is %q", k, want))
+			}
+		}
+	}
+	slices.Sort(hints)
+	if len(hints) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(hints, "; ") + ")"
+}
+
 func decodeParams(raw json.RawMessage, v any) error {
 	if len(raw) == 0 {
 		return errors.New("missing")
@@ -757,7 +788,7 @@ func (r *router) onboard(ctx context.Context, c backend.Command) (any, error) {
 	switch p.ObjectType {
 	case integrations.ObjectUsers, integrations.ObjectRepos, integrations.ObjectProjects:
 	default:
-		return nil, fmt.Errorf("params: object_type %q: want users, repos or projects", p.ObjectType)
+		return nil, fmt.Errorf("params: object_type %q: want users, repos or projects%s", p.ObjectType, misspeltParams(c.Params, "integration", "object_type"))
 	}
 	is, err := p.Integration.spec()
 	if err != nil {

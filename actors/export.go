@@ -563,7 +563,7 @@ func (a *integrationActor) watch(ctx context.Context, done <-chan struct{}, log 
 			return
 		case <-t.C:
 			if idle := time.Since(a.run.LastActivity()); idle > a.opts.StallTimeout {
-				log.Error().Dur("idle", idle).Msg("integration stalled; cancelling it")
+				log.Error().Dur("idle_ms", idle).Msg("integration stalled; cancelling it")
 				a.cancel(errStalled)
 				return
 			}

@@ -171,7 +171,7 @@ func (s *strategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, chi
 	}
 	wait := b.NextBackOff()
 	s.mu.Unlock()
-	g.opts.Log.Warn().Str("actor", child.Id).Str("reason", fmt.Sprint(reason)).Dur("restart_in", wait).Msg("actor failed; restarting it")
+	g.opts.Log.Warn().Str("actor", child.Id).Str("reason", fmt.Sprint(reason)).Dur("restart_in_ms", wait).Msg("actor failed; restarting it")
 	// The failed child is suspended until restarted, so its mailbox waits.
 	time.AfterFunc(wait, func() { sup.RestartChildren(child) })
 }

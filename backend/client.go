@@ -254,7 +254,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	if err != nil {
 		e := errorOf(ctx, op, timeout, err)
 		e.Message = c.redact(e.Message)
-		c.log.Debug().Str("op", op).Dur("took", time.Since(start)).Str("error", e.Message).Msg("backend request failed")
+		c.log.Debug().Str("op", op).Dur("took_ms", time.Since(start)).Str("error", e.Message).Msg("backend request failed")
 		return e
 	}
 	defer func() {
@@ -262,7 +262,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		_ = resp.Body.Close()
 	}()
-	c.log.Debug().Str("op", op).Int("status", resp.StatusCode).Dur("took", time.Since(start)).Msg("backend request")
+	c.log.Debug().Str("op", op).Int("status", resp.StatusCode).Dur("took_ms", time.Since(start)).Msg("backend request")
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if out == nil {

@@ -22,8 +22,23 @@ var Version = "dev"
 // process exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	return exitCode(app.RunContext(ctx, args), stderr)
+	err := app.RunContext(ctx, args)
+	if e, ok := app.Metadata[envKey].(*env); ok {
+		// The command's log gets its error too: a failed command must not
+		// leave an empty log behind.
+		// Only the file: stderr shows the error once, from exitCode.
+		if w, ok := e.closer.(io.Writer); ok && err != nil {
+			l := zerolog.New(w).With().Timestamp().Logger()
+			l.Error().Err(err).Msg("command failed")
+		}
+		_ = e.closer.Close()
+	}
+	return exitCode(err, stderr)
 }
+
+// envKey is where setup leaves the command's env in the app's Metadata,
+// for Run to log the command's error and close the log after it.
+const envKey = "courier.env"
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 	app := &ucli.App{
@@ -33,11 +48,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 		Reader:    stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "root", Usage: "the agent's folder (config, queue, logs)", EnvVars: []string{"COURIER_ROOT"}, Value: config.DefaultRoot()},
-			&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"COURIER_LOG_LEVEL"}, Value: "info"},
-			&ucli.StringFlag{Name: "log-format", Usage: "console or json (default: console on a terminal, json otherwise)", EnvVars: []string{"COURIER_LOG_FORMAT"}},
-		},
+		Flags:     appFlags(config.DefaultRoot()),
+		Action:    appAction,
 		Commands: []*ucli.Command{
 			initCommand(),
 			serviceRunCommand(),
@@ -51,23 +63,15 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			retryCommand(),
 			versionCommand(),
 			devBackendCommand(),
+			helpCommand(),
 		},
 		// Errors are printed once, by exitCode, with the code it decides.
 		ExitErrHandler:  func(*ucli.Context, error) {},
 		OnUsageError:    usageExit,
 		HideHelpCommand: true,
+		Metadata:        map[string]any{},
 	}
-	// A bad flag of any command is a usage error (exit 2), like the app's.
-	var each func([]*ucli.Command)
-	each = func(cmds []*ucli.Command) {
-		for _, c := range cmds {
-			if c.OnUsageError == nil {
-				c.OnUsageError = usageExit
-			}
-			each(c.Subcommands)
-		}
-	}
-	each(app.Commands)
+	prepareCommands(app.Commands, "")
 	return app
 }
 
@@ -87,7 +91,9 @@ type env struct {
 	closer io.Closer
 }
 
-func (e *env) close() { _ = e.closer.Close() }
+// close is for symmetry in the commands: Run closes the log, after it
+// has logged the command's error.
+func (e *env) close() {}
 
 // setup prepares a command. writeLog is false for commands that must not
 // touch the root (version) or that would overwrite a running service's log.
@@ -97,11 +103,11 @@ func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {
 
 // setupWith is setup with one more JSON output for the logs.
 func setupWith(c *ucli.Context, command string, writeLog bool, extra io.Writer) (*env, error) {
-	root := c.String("root")
+	root := globalString(c, "root")
 	sw := &switchWriter{w: c.App.ErrWriter}
 	opts := logging.Options{
-		Level:   c.String("log-level"),
-		Format:  c.String("log-format"),
+		Level:   globalString(c, "log-level"),
+		Format:  globalString(c, "log-format"),
 		Command: command,
 		Stderr:  sw,
 		Extra:   extra,
@@ -113,10 +119,12 @@ func setupWith(c *ucli.Context, command string, writeLog bool, extra io.Writer) 
 	if err != nil {
 		return nil, withCode(ExitUsage, err)
 	}
-	return &env{
+	e := &env{
 		ctx: c.Context, layout: config.Layout{Root: root}, log: log, tee: tee,
 		stdout: c.App.Writer, stderr: c.App.ErrWriter, logs: sw, closer: closer,
-	}, nil
+	}
+	c.App.Metadata[envKey] = e
+	return e, nil
 }
 
 // integrationLogger is the logger of one integration: the command's

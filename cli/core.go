@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -66,6 +68,10 @@ func openCore(e *env, cfg *config.Config, router queue.Router, reg prometheus.Re
 	if err != nil {
 		_ = g.Stop()
 		c.sys.Shutdown()
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+			// The queue's lock: most often service-run under the same root.
+			return nil, fmt.Errorf("%w: another courier (a running service-run?) holds %s; a manual export needs a root of its own: add --root OTHER_DIR (records then go to OTHER_DIR/exports), or stop the service first", err, e.layout.Root)
+		}
 		return nil, fmt.Errorf("%w (is another courier using %s?)", err, e.layout.Root)
 	}
 	c.q = q

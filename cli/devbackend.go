@@ -90,7 +90,8 @@ func printDevBackend(e *env, url, dir string, codes []devserver.EnrollCode, give
 		for _, c := range usable {
 			fmt.Fprintf(&b, "  %s\n", c.Code)
 		}
-		fmt.Fprintf(&b, "enroll an agent: courier enroll %s --backend-url %s\n", usable[0].Code, url)
+		fmt.Fprintf(&b, "enroll an agent: courier --root DIR enroll %s --backend-url %s --no-service\n", usable[0].Code, url)
+		b.WriteString("  (--root: the agent's own folder; --no-service: run `courier --root DIR service-run` yourself instead of installing the systemd unit)\n")
 	} else {
 		b.WriteString("no enroll code is left; restart with --enroll-code CODE to add one\n")
 	}
@@ -101,6 +102,6 @@ func printDevBackend(e *env, url, dir string, codes []devserver.EnrollCode, give
 			}
 		}
 	}
-	fmt.Fprintf(&b, "admin API: %s/admin/ (GET %s/ lists the endpoints); Ctrl-C stops\n", url, url)
+	fmt.Fprintf(&b, "admin API: GET %s/ lists its endpoints (under %s/admin/...); Ctrl-C stops\n", url, url)
 	_, _ = fmt.Fprint(e.stdout, b.String())
 }

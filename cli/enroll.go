@@ -47,6 +47,11 @@ func enrollCommand() *ucli.Command {
 			if c.String("backend-url") == "" {
 				return usageError("--backend-url is required (courier enroll CODE --backend-url URL)")
 			}
+			if u := c.String("backend-url"); !strings.Contains(u, "://") {
+				// url.Parse's own answer ("first path segment in URL cannot
+				// contain colon") does not say what to do.
+				return usageError("--backend-url %q has no scheme: write it as https://%s (or http://%s for a backend on this machine)", u, u, u)
+			}
 			e, err := setup(c, "enroll", false) // no log file: a refused code leaves nothing behind
 			if err != nil {
 				return err
@@ -325,7 +330,7 @@ func interspersedFlags(c *ucli.Context) ([]string, error) {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := commandFlag(c.Command, name)
 		if f == nil {
-			return nil, usageError("flag provided but not defined: %s", a)
+			return nil, usageExit(c, fmt.Errorf("flag provided but not defined: -%s", name), true)
 		}
 		if _, isBool := f.(*ucli.BoolFlag); isBool {
 			if !hasValue {
@@ -333,7 +338,7 @@ func interspersedFlags(c *ucli.Context) ([]string, error) {
 			}
 		} else if !hasValue {
 			if i+1 >= len(args) {
-				return nil, usageError("flag needs an argument: %s", a)
+				return nil, usageExit(c, fmt.Errorf("flag needs an argument: -%s", name), true)
 			}
 			i++
 			value = args[i]

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	ucli "github.com/urfave/cli/v2"
-
 	"courier/config"
 )
 
@@ -38,9 +36,6 @@ func withCode(code int, err error) error {
 	}
 	return &exitError{code: code, err: err}
 }
-
-// usageExit is urfave/cli's OnUsageError for every command.
-func usageExit(_ *ucli.Context, err error, _ bool) error { return withCode(ExitUsage, err) }
 
 func usageError(format string, a ...any) error {
 	return withCode(ExitUsage, fmt.Errorf(format, a...))

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,10 +80,11 @@ type exportParams struct {
 }
 
 type integrationParam struct {
-	ID     string `json:"id" yaml:"id"`
-	Type   string `json:"type" yaml:"type"`
-	Name   string `json:"name" yaml:"name"`
-	Config any    `json:"config" yaml:"config"`
+	ID   string `json:"id" yaml:"id"`
+	Type string `json:"type" yaml:"type"`
+	Name string `json:"name" yaml:"name"`
+	// Config stays a node, so that its errors carry the params file's lines.
+	Config yaml.Node `json:"config" yaml:"config"`
 }
 
 func exportSpec(c *ucli.Context) (actors.ExportSpec, error) {
@@ -106,14 +106,7 @@ func exportSpec(c *ucli.Context) (actors.ExportSpec, error) {
 		}
 		spec.Reprocess = spec.Reprocess || p.ReprocessHistorical
 		for i, ip := range p.Integrations {
-			raw, err := json.Marshal(ip.Config)
-			if err != nil {
-				return spec, withCode(ExitUsage, fmt.Errorf("--params %s: integrations[%d].config: %w", path, i, err))
-			}
-			if ip.Config == nil {
-				raw = nil
-			}
-			is, err := integrationSpec(ip.Type, ip.ID, raw)
+			is, err := integrationSpecNode(ip.Type, ip.ID, &ip.Config)
 			if err != nil {
 				return spec, withCode(ExitUsage, fmt.Errorf("--params %s: integrations[%d]: %w", path, i, err))
 			}
@@ -129,53 +122,76 @@ func exportSpec(c *ucli.Context) (actors.ExportSpec, error) {
 	return spec, nil
 }
 
+// configError is an integration config that does not decode or validate,
+// as opposed to bad usage: validate-config answers it with valid: false.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
 func integrationFromFlags(c *ucli.Context) (actors.IntegrationSpec, error) {
 	typ := c.String("integration")
 	if typ == "" {
 		return actors.IntegrationSpec{}, usageError("--integration is required (one of %s)", strings.Join(integrations.Types(), ", "))
 	}
-	var raw []byte
-	if path := c.String("config"); path != "" {
-		var err error
-		if raw, err = os.ReadFile(path); err != nil {
-			return actors.IntegrationSpec{}, withCode(ExitUsage, fmt.Errorf("--config: %w", err))
-		}
+	if _, err := integrations.Lookup(typ); err != nil {
+		return actors.IntegrationSpec{}, withCode(ExitUsage, fmt.Errorf("--integration: %w", err))
 	}
-	is, err := integrationSpec(typ, c.String("id"), raw)
+	id, err := integrationID(typ, c.String("id"))
 	if err != nil {
-		if p := c.String("config"); p != "" {
-			err = fmt.Errorf("--config %s: %w", p, err)
-		}
-		return is, withCode(ExitUsage, err)
+		return actors.IntegrationSpec{}, withCode(ExitUsage, fmt.Errorf("--id: %w", err))
 	}
-	return is, nil
+	path := c.String("config")
+	if path == "" {
+		cfg, err := integrations.DecodeConfig(typ, nil)
+		if err != nil {
+			return actors.IntegrationSpec{}, withCode(ExitUsage, &configError{fmt.Errorf("no --config given, and %w (give a config as YAML or JSON with --config FILE; integrations/%s/README.md lists its keys)", err, typ)})
+		}
+		// Say so: a typo in the flag's name must not pass for an export
+		// of the defaults.
+		shown, _ := json.Marshal(cfg)
+		fmt.Fprintf(c.App.ErrWriter, "courier: no --config given: %s runs with its defaults %s\n", typ, shown)
+		return actors.IntegrationSpec{ID: id, Type: typ, Config: cfg}, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return actors.IntegrationSpec{}, withCode(ExitUsage, fmt.Errorf("--config: %w", err))
+	}
+	cfg, err := integrations.DecodeConfig(typ, raw)
+	if err != nil {
+		return actors.IntegrationSpec{}, withCode(ExitUsage, &configError{fmt.Errorf("--config %s: %w", path, err)})
+	}
+	return actors.IntegrationSpec{ID: id, Type: typ, Config: cfg}, nil
 }
 
-func integrationSpec(typ, id string, raw []byte) (actors.IntegrationSpec, error) {
+// integrationID is id, or typ when id is empty, when it is safe as a
+// folder's name.
+func integrationID(typ, id string) (string, error) {
 	if id == "" {
 		id = typ
 	}
 	if id != config.SafeName(id) {
-		return actors.IntegrationSpec{}, fmt.Errorf("integration id %q: use letters, digits, '.', '_' and '-' only", id)
+		return "", fmt.Errorf("integration id %q: use letters, digits, '.', '_' and '-' only", id)
 	}
-	cfg, err := integrations.DecodeConfig(typ, raw)
+	return id, nil
+}
+
+func integrationSpecNode(typ, id string, n *yaml.Node) (actors.IntegrationSpec, error) {
+	id, err := integrationID(typ, id)
+	if err != nil {
+		return actors.IntegrationSpec{}, err
+	}
+	cfg, err := integrations.DecodeConfigNode(typ, n)
 	if err != nil {
 		return actors.IntegrationSpec{}, err
 	}
 	return actors.IntegrationSpec{ID: id, Type: typ, Config: cfg}, nil
 }
 
-// decodeStrict reads JSON or YAML, refusing unknown keys.
+// decodeStrict reads JSON or YAML, refusing unknown keys, with errors that
+// name the key and its line.
 func decodeStrict(raw []byte, v any) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '{' {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		return dec.Decode(v)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	return dec.Decode(v)
+	return config.DecodeStrict(raw, v)
 }
 
 func runManualExport(parent context.Context, e *env, cfg *config.Config, spec actors.ExportSpec, output string) error {
@@ -224,6 +240,13 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 		return errors.New(why)
 	}
 	res, _ = job.Wait(context.Background())
+	if ctx.Err() != nil {
+		// Interrupted: the summary still says how far it got; what is
+		// queued is written by the next run.
+		ui.stop()
+		printSummary(e.stdout, res, "")
+		return withCode(ExitFailure, errors.New("interrupted; the next export resumes from the last tokens"))
+	}
 	// Records are durable in the queue; wait for the local sink to have
 	// written them all, so the files are complete when the command returns.
 	err = c.drain(ctx, func(k string) bool { return keys[k] }, ui.draining)
@@ -279,6 +302,12 @@ func printSummary(w io.Writer, res actors.ExportResult, output string) {
 			(time.Duration(r.DurationMS) * time.Millisecond).Round(time.Millisecond), r.Restarts, r.Incremental)
 	}
 	_ = tw.Flush()
+	var written int64
+	for _, r := range res.Integrations {
+		for _, n := range r.Records {
+			written += n
+		}
+	}
 	for _, r := range res.Integrations {
 		if r.Error != "" {
 			fmt.Fprintf(w, "\n%s: %s\n", r.ID, r.Error)
@@ -290,5 +319,11 @@ func printSummary(w io.Writer, res actors.ExportResult, output string) {
 			fmt.Fprintf(w, "%s: %s: %s\n", r.ID, strings.Join(ee.Path, " / "), ee.Error)
 		}
 	}
-	fmt.Fprintf(w, "\nrecords written under %s\n", output)
+	switch {
+	case output == "":
+	case written == 0:
+		fmt.Fprintf(w, "\nno records written (nothing new since the last export)\n")
+	default:
+		fmt.Fprintf(w, "\n%d records written under %s\n", written, output)
+	}
 }

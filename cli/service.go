@@ -183,6 +183,3 @@ func orRoot(user string) string {
 	}
 	return user
 }
-
-// usageExit gives a command's flag errors the usage exit code: the app's
-// OnUsageError covers only the app's own flags.

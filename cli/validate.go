@@ -19,7 +19,7 @@ import (
 func validateCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "validate-config",
-		Usage: "check that an integration's config is valid and that what it names can be reached",
+		Usage: "check that an integration's config is valid and that what it names can be reached; prints the result as JSON and exits 1 when invalid",
 		Flags: integrationFlags(),
 		Action: func(c *ucli.Context) error {
 			e, err := setup(c, "validate-config", true)
@@ -27,15 +27,23 @@ func validateCommand() *ucli.Command {
 				return err
 			}
 			defer e.close()
-			inst, closer, err := newIntegration(c, e)
-			if err != nil {
-				return err
-			}
-			defer closer.Close()
 			var v integrations.Validation
-			err = integrations.Safe(func() error { v = inst.Validate(c.Context); return nil })
-			if err != nil {
-				return fmt.Errorf("validation crashed: %w", err)
+			inst, closer, err := newIntegration(c, e)
+			var ce *configError
+			switch {
+			case errors.As(err, &ce):
+				// A config that does not decode is an answer, as the
+				// backend's validate-config command gives it: valid false,
+				// with the problem (key, line, the key meant).
+				v = integrations.Validation{Valid: false, Errors: []string{ce.Error()}}
+			case err != nil:
+				return err
+			default:
+				defer closer.Close()
+				err = integrations.Safe(func() error { v = inst.Validate(c.Context); return nil })
+				if err != nil {
+					return fmt.Errorf("validation crashed: %w", err)
+				}
 			}
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")

@@ -76,24 +76,16 @@ func Load(path string) (*Config, error) {
 // enough to find it in a file where several sections share key names.
 func parse(data []byte) (*Config, error) {
 	c := Default()
-
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+	doc, err := parseDocument(data)
+	if err != nil {
+		return nil, err
+	}
+	if doc == nil {
 		// Empty, or comments only: every key keeps its default.
 		return c, nil
-	} else if err != nil {
-		return nil, invalidf("%v", err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, invalidf("line %d: a second YAML document is not allowed", extra.Line)
-	} else if !errors.Is(err, io.EOF) {
-		return nil, invalidf("%v", err)
-	}
-
-	idx := newKeyIndex()
-	idx.walk(&doc, reflect.TypeFor[Config](), "", 0)
+	idx := newKeyIndex(reflect.TypeFor[Config]())
+	idx.walk(doc, idx.root, "", 0)
 	if err := idx.unknown.err(); err != nil {
 		return nil, err
 	}
@@ -112,14 +104,15 @@ func parse(data []byte) (*Config, error) {
 // keyIndex is what parse learns from the YAML tree: where each key is, and
 // which keys are unknown.
 type keyIndex struct {
+	root    reflect.Type   // the struct the document decodes into
 	lines   map[string]int // dotted key → line of the key
 	byLine  map[int]string // line → the one dotted key on it ("" if several)
 	unknown problems
 	merged  map[*yaml.Node]bool
 }
 
-func newKeyIndex() *keyIndex {
-	return &keyIndex{lines: map[string]int{}, byLine: map[int]string{}, merged: map[*yaml.Node]bool{}}
+func newKeyIndex(root reflect.Type) *keyIndex {
+	return &keyIndex{root: root, lines: map[string]int{}, byLine: map[int]string{}, merged: map[*yaml.Node]bool{}}
 }
 
 func (x *keyIndex) mark(line int, key string) {
@@ -159,7 +152,7 @@ func (x *keyIndex) walk(n *yaml.Node, t reflect.Type, prefix string, merges int)
 		path := joinKey(prefix, k.Value)
 		ft, ok := fields[k.Value]
 		if !ok {
-			x.unknown = append(x.unknown, &UnknownKeyError{Key: path, Line: k.Line, Suggest: suggest(k.Value, prefix, t)})
+			x.unknown = append(x.unknown, &UnknownKeyError{Key: path, Line: k.Line, Suggest: x.suggest(k.Value, prefix, t)})
 			continue
 		}
 		if _, seen := x.lines[path]; !seen {
@@ -169,11 +162,31 @@ func (x *keyIndex) walk(n *yaml.Node, t reflect.Type, prefix string, merges int)
 		if v.Kind == yaml.ScalarNode && v.Line != k.Line {
 			x.mark(v.Line, path)
 		}
-		if ft.Kind() == reflect.Struct {
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch {
+		case ft == nodeType:
+			// Kept as YAML for a later, typed decode (DecodeNode).
+		case ft.Kind() == reflect.Struct:
 			x.walk(v, ft, path, merges)
+		case ft.Kind() == reflect.Slice && v.Kind == yaml.SequenceNode:
+			et := ft.Elem()
+			for et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			for i, item := range v.Content {
+				ip := fmt.Sprintf("%s[%d]", path, i)
+				x.lines[ip] = item.Line
+				if et.Kind() == reflect.Struct && et != nodeType {
+					x.walk(item, et, ip, merges)
+				}
+			}
 		}
 	}
 }
+
+var nodeType = reflect.TypeFor[yaml.Node]()
 
 // merge walks the mapping(s) merged in by a "<<" key as part of the
 // mapping that holds it.
@@ -244,8 +257,8 @@ func keyPaths(t reflect.Type, prefix string) []string {
 // suggest finds the key the user most likely meant: the same name in
 // another section (a key put at the wrong level), else a name in the same
 // section within two edits (a typo).
-func suggest(name, prefix string, t reflect.Type) string {
-	all := keyPaths(reflect.TypeFor[Config](), "")
+func (x *keyIndex) suggest(name, prefix string, t reflect.Type) string {
+	all := keyPaths(x.root, "")
 	for _, p := range all {
 		if p == name || strings.HasSuffix(p, "."+name) {
 			return p
@@ -344,7 +357,9 @@ func friendlyMessage(msg string) string {
 		return "must be a whole number, not " + got
 	case into == "string":
 		return "must be a string, not " + got
-	case strings.HasPrefix(into, "config."):
+	case strings.HasPrefix(into, "[]"):
+		return "must be a list, not " + got
+	case strings.HasPrefix(into, "config.") || strings.HasSuffix(into, "Config") || strings.HasPrefix(into, "map["):
 		return "must be a mapping of keys, not " + got
 	default:
 		return msg

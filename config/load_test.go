@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -139,6 +140,61 @@ func TestLoadSyntaxError(t *testing.T) {
 	_, msg := loadErr(t, "queue:\n  linger: 1s\n bad indent: [\n")
 	if !strings.Contains(msg, "line") {
 		t.Fatalf("syntax error without a line: %s", msg)
+	}
+}
+
+// yaml.v3 reports a syntax error at the line where the enclosing block
+// starts; the error must name the line of the problem.
+func TestLoadSyntaxErrorNamesTheLine(t *testing.T) {
+	var long strings.Builder
+	long.WriteString("queue:\n  retry_after: 5s\n")
+	for i := 3; i < 27; i++ {
+		long.WriteString("  # filler\n")
+	}
+	long.WriteString(" linger: 1s\n") // line 27, indented less than its mapping
+	cases := []struct {
+		body string
+		line int
+	}{
+		{long.String(), 27},
+		{"listen: 127.0.0.1:1\nqueue:\n  linger: 1s\n  retry_after: 5s\n   idle_timeout: 1m\n", 5},
+		{"listen: 127.0.0.1:1\nqueue:\n  linger: 1s\n  - x\n", 4},
+		{"listen: 127.0.0.1:1\nqueue:\n  linger: 1s\n\tretry_after: 5s\n", 4},
+		{"listen: \"127.0.0.1:1\nqueue:\n  linger: 1s\n", 1},
+	}
+	for _, c := range cases {
+		_, msg := loadErr(t, c.body)
+		if want := fmt.Sprintf("line %d: ", c.line); !strings.Contains(msg, want) {
+			t.Errorf("%q: want %q in %s", c.body, want, msg)
+		}
+	}
+}
+
+// DecodeStrict gives any struct config.yaml's errors, for YAML and JSON
+// alike: key, line, the key meant.
+func TestDecodeStrictYAMLAndJSON(t *testing.T) {
+	type inner struct {
+		Depth int `yaml:"depth" json:"depth"`
+	}
+	type cfg struct {
+		Name   string   `yaml:"name" json:"name"`
+		Items  []string `yaml:"items" json:"items"`
+		Nested inner    `yaml:"nested" json:"nested"`
+	}
+	cases := []struct{ doc, want string }{
+		{"name: a\nnmae: b\n", `unknown key "nmae" (line 2); did you mean "name"?`},
+		{"{\n  \"name\": \"a\",\n  \"nmae\": \"b\"\n}", `unknown key "nmae" (line 3); did you mean "name"?`},
+		{"name: a\ndepth: 1\n", `unknown key "depth" (line 2); did you mean "nested.depth"?`},
+		{"{\"nested\": {\n  \"depth\": \"deep\"}}", `nested.depth: must be a whole number, not "deep" (line 2)`},
+		{"nested:\n  depth: deep\n", `nested.depth: must be a whole number, not "deep" (line 2)`},
+		{"items: 5\n", `items: must be a list`},
+	}
+	for _, c := range cases {
+		var v cfg
+		err := config.DecodeStrict([]byte(c.doc), &v)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%q: got %v, want %q", c.doc, err, c.want)
+		}
 	}
 }
 

@@ -229,7 +229,10 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 	}
 	accepted, problems := parse(body)
 	if problems != nil {
-		if ct := mediaType(r); ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" {
+		// curl -d sends a form content type with a JSON body; courier, as
+		// PagerDuty, reads the body as JSON whatever the header says, so the
+		// header is worth naming only when the body is not JSON at all.
+		if ct := mediaType(r); !json.Valid(body) && (ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data") {
 			problems = append(problems, "the body must be JSON (Content-Type: application/json), not "+ct)
 		}
 		writeJSON(w, http.StatusBadRequest, map[string]any{

@@ -225,6 +225,14 @@ func TestEnqueueRejectsInvalidEvents(t *testing.T) {
 
 	form := do(t, http.MethodPost, srv.URL+"/v2/enqueue", "routing_key=x", "Content-Type", "application/x-www-form-urlencoded")
 	form.mustError(t, http.StatusBadRequest, "the body must be JSON (Content-Type: application/json), not application/x-www-form-urlencoded")
+	// A JSON body sent as a form (curl -d without -H) is read as JSON: the
+	// 400 of an invalid event names its real problem, not the header.
+	curl := do(t, http.MethodPost, srv.URL+"/v2/enqueue", `{"routing_key":"short","event_action":"trigger","payload":{"summary":"s","source":"h","severity":"info"}}`,
+		"Content-Type", "application/x-www-form-urlencoded")
+	curl.mustError(t, http.StatusBadRequest, "routing_key")
+	if strings.Contains(string(curl.raw), "Content-Type") {
+		t.Fatalf("a JSON body's 400 blames the content type: %s", curl.raw)
+	}
 }
 
 func TestEnqueueBodyTooLarge(t *testing.T) {

@@ -1,8 +1,6 @@
 package integrations
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +8,8 @@ import (
 	"sync"
 
 	"gopkg.in/yaml.v3"
+
+	"courier/config"
 )
 
 // ErrUnsupportedObject is returned by Onboard for an object type the
@@ -75,40 +75,31 @@ func typesLocked() []string {
 }
 
 // DecodeConfig turns raw JSON or YAML into typ's config: defaults first,
-// then the document decoded strictly (an unknown key is an error naming
-// it), then Validate.
+// then the document decoded strictly, then Validate. Errors read the same
+// for both formats and as config.yaml's do: "<typ> config: " and the key,
+// its line and, for an unknown key, the key most likely meant.
 func DecodeConfig(typ string, raw []byte) (Config, error) {
 	r, err := Lookup(typ)
 	if err != nil {
 		return nil, err
 	}
 	cfg := r.NewConfig()
-	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) > 0 {
-		if trimmed[0] == '{' {
-			dec := json.NewDecoder(bytes.NewReader(trimmed))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(cfg); err != nil {
-				return nil, fmt.Errorf("%s config: %w", typ, jsonProblem(err))
-			}
-		} else {
-			dec := yaml.NewDecoder(bytes.NewReader(trimmed))
-			dec.KnownFields(true)
-			if err := dec.Decode(cfg); err != nil {
-				return nil, fmt.Errorf("%s config: %w", typ, err)
-			}
-		}
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := config.DecodeStrict(raw, cfg); err != nil {
 		return nil, fmt.Errorf("%s config: %w", typ, err)
 	}
 	return cfg, nil
 }
 
-func jsonProblem(err error) error {
-	msg := err.Error()
-	if k, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return fmt.Errorf("unknown key %s", k)
+// DecodeConfigNode is DecodeConfig for a config that is part of a larger
+// document (an export command's params): lines are the document's.
+func DecodeConfigNode(typ string, n *yaml.Node) (Config, error) {
+	r, err := Lookup(typ)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	cfg := r.NewConfig()
+	if err := config.DecodeNode(n, cfg); err != nil {
+		return nil, fmt.Errorf("%s config: %w", typ, err)
+	}
+	return cfg, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,7 +150,13 @@ func NewTee(opts Options) (zerolog.Logger, Tee, io.Closer, error) {
 		if opts.Command == "" {
 			return zerolog.Nop(), Tee{}, nil, errors.New("logging: Options.Command is required with Root: it names the log file")
 		}
-		f, err := OpenFile(config.Layout{Root: opts.Root}.Log(opts.Command))
+		path := config.Layout{Root: opts.Root}.Log(opts.Command)
+		// The previous run's log is kept as <command>.1: the log of a
+		// service-run that crashed must survive the restart that follows.
+		if err := os.Rename(path, path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return zerolog.Nop(), Tee{}, nil, fmt.Errorf("logging: keeping the previous log: %w", err)
+		}
+		f, err := OpenFile(path)
 		if err != nil {
 			return zerolog.Nop(), Tee{}, nil, err
 		}

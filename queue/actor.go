@@ -649,7 +649,7 @@ func (a *queueActor) onTerminated(ctx actor.Context, t *actor.Terminated) {
 			return
 		}
 		wait := min(time.Duration(ks.crashes)*10*time.Second, 5*time.Minute)
-		a.log.Error().Str("routing_key", a.opts.KeyLabel(k)).Dur("retry_in", wait).
+		a.log.Error().Str("routing_key", a.opts.KeyLabel(k)).Dur("retry_in_ms", wait).
 			Msg("delivery keeps crashing; pausing this routing key")
 		ks.respawnQueued = true
 		self := ctx.Self()

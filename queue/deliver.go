@@ -254,7 +254,7 @@ func (w *worker) deliver(ctx context.Context, recs []rawRecord) (uint64, bool) {
 		if attempt > 3 {
 			ev = w.log.Debug() // the first few say it; status and metrics carry the rest
 		}
-		ev.Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg("upstream delivery failed; will retry")
+		ev.Err(err).Int("attempt", attempt).Dur("retry_in_ms", wait).Msg("upstream delivery failed; will retry")
 		if !sleep(ctx, wait) {
 			return 0, false
 		}

@@ -70,7 +70,7 @@ func RunWatchdog(ctx context.Context, n Notifier, healthy func() error, log zero
 	if period <= 0 {
 		period = interval
 	}
-	log.Debug().Dur("interval", interval).Msg("systemd watchdog on: pinging while healthy")
+	log.Debug().Dur("interval_ms", interval).Msg("systemd watchdog on: pinging while healthy")
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var (
@@ -81,12 +81,12 @@ func RunWatchdog(ctx context.Context, n Notifier, healthy func() error, log zero
 		if err := healthy(); err != nil {
 			if unhealthySince.IsZero() {
 				unhealthySince = time.Now()
-				log.Error().Err(err).Dur("watchdog", interval).
+				log.Error().Err(err).Dur("watchdog_ms", interval).
 					Msg("not healthy: withholding the systemd watchdog ping; systemd restarts the service if this lasts the watchdog interval")
 			}
 		} else {
 			if !unhealthySince.IsZero() {
-				log.Warn().Dur("unhealthy_for", time.Since(unhealthySince).Round(time.Millisecond)).
+				log.Warn().Dur("unhealthy_for_ms", time.Since(unhealthySince).Round(time.Millisecond)).
 					Msg("healthy again: systemd watchdog pings resumed")
 				unhealthySince = time.Time{}
 			}

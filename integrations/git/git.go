@@ -219,7 +219,7 @@ func (g *Git) exportRepo(ctx context.Context, root *sessions.Session, r repoSpec
 	var ee *entityError
 	switch {
 	case err == nil:
-		log.Info().Int64("commits", n).Dur("took", time.Since(start)).Msg("repo exported")
+		log.Info().Int64("commits", n).Dur("took_ms", time.Since(start)).Msg("repo exported")
 		return nil, rs.Done(ctx, "")
 	case ctx.Err() != nil:
 		return nil, context.Cause(ctx)

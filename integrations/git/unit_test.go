@@ -27,8 +27,9 @@ func TestConfig(t *testing.T) {
 		{`{"repos": ["https:///x.git"]}`, "repos[0]: URL without a host"},
 		{`{"repos": ["https://github.com/acme/api.git", "git@gitlab.com:acme/api"]}`, `repos[1]: git@gitlab.com:acme/api has the same repo name "acme/api" as repos[0]`},
 		{`{"repos": ["https://u:pw@host/%zz"]}`, "repos[0]: not a valid URL"},
-		{`{"repo": ["/a"]}`, `unknown key "repo"`},
-		{"repos: [/a]\nextra: 1\n", "field extra not found"},
+		{`{"repo": ["/a"]}`, `git config: unknown key "repo" (line 1); did you mean "repos"?`},
+		{"repos: [/a]\nextra: 1\n", `git config: unknown key "extra" (line 2)`},
+		{"repos:\n  - /a\n  - ''\n", "repos[1]: empty: give a path or a URL (line 3)"},
 	} {
 		_, err := integrations.DecodeConfig(Type, []byte(tc.raw))
 		switch {

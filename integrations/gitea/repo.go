@@ -26,7 +26,7 @@ func (g *Gitea) exportRepo(ctx context.Context, c *sdk.Client, os *sessions.Sess
 	counts, err := g.syncRepo(ctx, c, rs, r)
 	switch {
 	case err == nil:
-		ev := log.Info().Dur("took", time.Since(start))
+		ev := log.Info().Dur("took_ms", time.Since(start))
 		for _, m := range []string{forge.ModelRepo, forge.ModelPullRequest, forge.ModelPullRequestReview,
 			forge.ModelPullRequestComment, forge.ModelIssue, forge.ModelIssueComment, modelCommit} {
 			ev = ev.Int(m, counts[m])

@@ -354,7 +354,7 @@ func (g *GitHub) exportRepo(ctx context.Context, t target) error {
 	err := g.syncRepo(ctx, rs, t.repo)
 	switch {
 	case err == nil:
-		log.Info().Dur("took", time.Since(start)).Msg("repo exported")
+		log.Info().Dur("took_ms", time.Since(start)).Msg("repo exported")
 		return rs.Done(ctx, "")
 	case ctx.Err() != nil:
 		return context.Cause(ctx)

@@ -210,7 +210,7 @@ func (g *GitHub) onWait(d time.Duration, reason string) {
 	if reason == "rate limited" {
 		ev = g.opts.Logger.Info()
 	}
-	ev.Dur("wait", d).Str("reason", reason).Msg("waiting for GitHub")
+	ev.Dur("wait_ms", d).Str("reason", reason).Msg("waiting for GitHub")
 	if root := g.root.Load(); root != nil {
 		g.progress.Lock()
 		done, total := g.progress.done, g.progress.total

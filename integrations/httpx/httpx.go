@@ -206,7 +206,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if retries > t.o.MaxRetries {
 			return nil, fmt.Errorf("%s %s: giving up after %d retries: %s", req.Method, Redact(req.URL), t.o.MaxRetries, reason)
 		}
-		t.o.Logger.Debug().Str("url", Redact(req.URL)).Str("reason", reason).Dur("wait", wait).Msg("waiting before retrying")
+		t.o.Logger.Debug().Str("url", Redact(req.URL)).Str("reason", reason).Dur("wait_ms", wait).Msg("waiting before retrying")
 		if err := t.sleep(ctx, wait, reason); err != nil {
 			return nil, err
 		}

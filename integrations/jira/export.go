@@ -126,7 +126,7 @@ func (j *Jira) Export(ctx context.Context, root *sessions.Session) error {
 			plog := log.With().Str("project", p.Key).Logger()
 			switch {
 			case err == nil:
-				plog.Info().Int64("issues", x.issuesSent).Int64("comments", x.commentsSent).Dur("took", time.Since(start)).Msg("project exported")
+				plog.Info().Int64("issues", x.issuesSent).Int64("comments", x.commentsSent).Dur("took_ms", time.Since(start)).Msg("project exported")
 				err = ps.Done(ctx, "")
 			case isFatal(ctx, err):
 				return err

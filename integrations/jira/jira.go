@@ -209,7 +209,7 @@ func New(opts integrations.Options, cfg *Config) (*Jira, error) {
 
 // waited is told of every wait of the HTTP layer.
 func (j *Jira) waited(d time.Duration, reason string) {
-	j.opts.Logger.Info().Dur("wait", d).Str("reason", reason).Msg("waiting before asking Jira again")
+	j.opts.Logger.Info().Dur("wait_ms", d).Str("reason", reason).Msg("waiting before asking Jira again")
 	j.waitMu.Lock()
 	f := j.onWait
 	j.waitMu.Unlock()
