@@ -40,7 +40,6 @@ type fakeGL struct {
 	intercept func(w http.ResponseWriter, r *http.Request) bool
 	// afterPage runs after a page of a list was written, unlocked.
 	afterPage func(list string, page int)
-	calls     []string
 }
 
 type fUser struct {
@@ -245,17 +244,10 @@ func (f *fakeGL) advance(d time.Duration) {
 	f.mu.Unlock()
 }
 
-func (f *fakeGL) callLog() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.calls)
-}
-
 // --- the API ---
 
 func (f *fakeGL) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	f.calls = append(f.calls, r.Method+" "+r.URL.RequestURI())
 	icpt := f.intercept
 	w.Header().Set("Date", f.now.Format(http.TimeFormat))
 	f.mu.Unlock()

@@ -41,7 +41,7 @@ func (g *GitLab) Validate(ctx context.Context) integrations.Validation {
 	var probe *gl.Project
 	one := gl.ListOptions{PerPage: 1}
 	for _, n := range g.cfg.Groups {
-		_, resp, err := c.Groups.GetGroup(n, &gl.GetGroupOptions{WithProjects: gl.Ptr(false)}, gl.WithContext(ctx))
+		_, resp, err := c.Groups.GetGroup(n, nil, gl.WithContext(ctx))
 		if err := g.check("group "+n, resp, err); err != nil {
 			v.Problem(fmt.Sprintf("groups: %s: %s", n, g.missing(err)))
 			continue
