@@ -6,6 +6,7 @@ import (
 	_ "courier/integrations/git"       // git
 	_ "courier/integrations/gitea"     // gitea
 	_ "courier/integrations/github"    // github
+	_ "courier/integrations/gitlab"    // gitlab
 	_ "courier/integrations/jira"      // jira
 	_ "courier/integrations/synthetic" // synthetic
 )
