@@ -298,7 +298,9 @@ func TestRateLimitRetryAfter(t *testing.T) {
 		for i := range 3 {
 			f.addPull(api, fmt.Sprintf("change %d", i), t0.Add(time.Duration(i)*time.Minute))
 		}
-		f.set(func() { f.faults = append(f.faults, &fakeFault{path: "/activit", status: 429, times: 2, retryAfter: "1"}) })
+		f.set(func() {
+			f.faults = append(f.faults, &fakeFault{path: "/activit", status: 429, times: 2, retryAfter: "1"})
+		})
 		r := newRig(t)
 		res, envs := r.export(f.config(fmt.Sprintf("%q: [\"W\"]", f.ownersKey())))
 		succeeded(t, res)

@@ -448,7 +448,7 @@ func (f *fake) cloudPull(r *fRepo, p *fPull) map[string]any {
 	return map[string]any{
 		"type": "pullrequest", "id": p.id, "title": p.title, "description": "about " + p.title,
 		"rendered": map[string]any{"title": map[string]any{"raw": p.title, "markup": "markdown", "html": "<p>" + p.title + "</p>"}},
-		"state": p.state, "draft": false, "author": f.cloudAccount(p.author),
+		"state":    p.state, "draft": false, "author": f.cloudAccount(p.author),
 		"source": ref(fmt.Sprintf("feature-%d", p.id)), "destination": ref("main"),
 		"merge_commit": nil, "comment_count": 3, "task_count": 0, "close_source_branch": true, "closed_by": nil, "reason": "",
 		"created_on": iso(p.created), "updated_on": iso(p.updated),
@@ -693,4 +693,3 @@ func (f *fake) serveDC(r *http.Request) (any, int) {
 	}
 	return nil, http.StatusNotFound
 }
-
