@@ -59,8 +59,8 @@ func courierBin(t *testing.T) string {
 	return binPath
 }
 
-// childEnv keeps COURIER_* variables out and points proxies nowhere, so
-// that only loopback is reached.
+// childEnv keeps COURIER_* variables out and points proxies nowhere but
+// for loopback, so that only loopback is reached.
 func childEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -70,7 +70,9 @@ func childEnv() []string {
 		}
 		env = append(env, kv)
 	}
+	// git, unlike Go, proxies loopback unless told not to.
 	const nowhere = "http://127.0.0.1:9"
+	env = append(env, "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost")
 	return append(env, "HTTP_PROXY="+nowhere, "HTTPS_PROXY="+nowhere, "http_proxy="+nowhere, "https_proxy="+nowhere)
 }
 
@@ -184,7 +186,7 @@ func TestBinaryKill9ThenNoGap(t *testing.T) {
 		}
 	}
 	if commits != 2 {
-		t.Fatalf("commits on disk: %d", commits)
+		t.Fatalf("commits on disk: %d (%s)", commits, sampleIDs(ids))
 	}
 }
 
@@ -311,8 +313,18 @@ func TestBinaryServiceRun(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("uploads lack %s or the 2 commits:\n%.2000s", want, all.String())
+			t.Fatalf("uploads (%d) lack %s or the 2 commits:\n%.3000s", len(recs), want, all.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func sampleIDs(ids map[string]int) string {
+	var out []string
+	for id := range ids {
+		if !strings.Contains(id, ":pull_request") {
+			out = append(out, id)
+		}
+	}
+	return strings.Join(out, " ")
 }
