@@ -48,11 +48,6 @@ func isEntity(err error) bool {
 	return errors.As(err, &se) || git.IsRepoError(err)
 }
 
-func isNotFound(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Status == http.StatusNotFound
-}
-
 // get fetches the API path (relative to the base URL, elements escaped by
 // the caller) or an absolute URL on the same host (Cloud's "next" links),
 // and decodes the JSON answer into out. It returns the answer's Date.
