@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "courier/integrations/bitbucket" // bitbucket
 	_ "courier/integrations/git"       // git
 	_ "courier/integrations/gitea"     // gitea
 	_ "courier/integrations/github"    // github
