@@ -3,7 +3,6 @@ package actors_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -189,19 +188,6 @@ func (a *agent) result(id string) devserver.Result {
 		a.t.Fatal(err)
 	}
 	return r
-}
-
-// hasResult says whether the backend has a result of id now.
-func (a *agent) hasResult(id string) bool {
-	a.t.Helper()
-	_, err := a.dev.Admin.Result(ctxT(a.t), id)
-	if errors.Is(err, devserver.ErrNotFound) {
-		return false
-	}
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	return true
 }
 
 // journal reads the command's journal entry.
