@@ -149,12 +149,16 @@ func runCourier(t testing.TB, root string, args ...string) cliResult {
 	return res
 }
 
-// initRoot runs `courier init` under root.
+// initRoot runs `courier init` under root, then turns off per-key pacing:
+// these tests push hundreds of events through one key in seconds, which the
+// default pace (PagerDuty's ~120/min) would stretch to minutes. Pacing is
+// tested in events/ and measured by BenchmarkPacedDrain, which sets its own.
 func initRoot(t testing.TB, root string) {
 	t.Helper()
 	if r := runCourier(t, root, "init"); r.code != 0 {
 		t.Fatalf("courier init: %s", r)
 	}
+	editConfig(t, root, map[string]any{"events.rate_per_key": 0})
 }
 
 // editConfig changes config.yaml under root, keeping every other key and
