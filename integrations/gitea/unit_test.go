@@ -29,7 +29,7 @@ func TestConfigErrorsNameTheirKey(t *testing.T) {
 		{`{"url":"https://gitea.example.com","token":"t","organizations":["a/b"]}`, `organizations[0]: "a/b" is not a name`},
 		{`{"url":"https://gitea.example.com","token":"t","users":["x","x"]}`, `users[1]: "x" is users[0] again`},
 		{`{"url":"https://gitea.example.com","token":"t","users":["x"],"org":["y"]}`, `unknown key "org"`},
-		{"url: https://gitea.example.com\ntoken: t\nusers: [x]\nrepo: [a/b]\n", "field repo not found"},
+		{"url: https://gitea.example.com\ntoken: t\nusers: [x]\nrepo: [a/b]\n", `gitea config: unknown key "repo" (line 4); did you mean "repos"?`},
 	} {
 		_, err := integrations.DecodeConfig(Type, []byte(c.cfg))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

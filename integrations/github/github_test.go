@@ -759,7 +759,7 @@ func TestConfig(t *testing.T) {
 		`{"token": "x", "users": ["a"], "url": "ftp://x"}`:        "url: ",
 		`{"token": "x", "users": ["a"], "orgs": ["acme"]}`:        `unknown key "orgs"`,
 		`{"token": "x", "users": ["a"], "ca_file": "/nope"}`:      "ca_file: ",
-		"token: x\nusers: [a]\nrepo: [x/y]\n":                     "field repo not found",
+		"token: x\nusers: [a]\nrepo: [x/y]\n":                     `github config: unknown key "repo" (line 3); did you mean "repos"?`,
 		`{"token": "a b", "users": ["a"]}`:                        "token: must not contain spaces",
 		`{"token": "x", "users": ["a"], "url": "https://u:p@h/"}`: "url: must not hold credentials",
 	} {
