@@ -123,7 +123,7 @@ func TestCLIValidateOnboardAndKill9(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	defer once.Do(func() { close(release) })
-	f.intercept = func(rw http.ResponseWriter, req *http.Request) bool {
+	f.fault(func(rw http.ResponseWriter, req *http.Request) bool {
 		if strings.HasSuffix(req.URL.Path, fmt.Sprintf("/projects/%d/issues/1/notes", w.nts.id)) {
 			select {
 			case hit <- struct{}{}:
@@ -132,7 +132,7 @@ func TestCLIValidateOnboardAndKill9(t *testing.T) {
 			<-release
 		}
 		return false
-	}
+	})
 	cmd := exec.Command(bin, "--root", root, "--log-format", "json", "export", "--integration", "gitlab", "--config", cfg)
 	cmd.Env = childEnv()
 	if err := cmd.Start(); err != nil {
@@ -153,7 +153,7 @@ func TestCLIValidateOnboardAndKill9(t *testing.T) {
 	_ = cmd.Process.Kill() // SIGKILL
 	_ = cmd.Wait()
 	before := len(exporttest.DirIDs(t, exports, "gitlab"))
-	f.intercept = nil
+	f.fault(nil)
 	once.Do(func() { close(release) })
 	want := f.want(t, w)
 	if before == 0 || before >= len(want) {

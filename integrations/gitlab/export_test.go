@@ -218,7 +218,7 @@ func TestExportAgainstTheFake(t *testing.T) {
 	// The first merge request page of api is rate limited once, as GitLab
 	// answers: 429 with Retry-After and RateLimit-* headers.
 	limited := false
-	f.intercept = func(rw http.ResponseWriter, req *http.Request) bool {
+	f.fault(func(rw http.ResponseWriter, req *http.Request) bool {
 		if limited || !strings.HasSuffix(req.URL.Path, fmt.Sprintf("/projects/%d/merge_requests", w.api.id)) {
 			return false
 		}
@@ -232,7 +232,7 @@ func TestExportAgainstTheFake(t *testing.T) {
 		h.Set("RateLimit-ResetTime", "Sat, 01 Jun 2024 12:01:00 GMT")
 		http.Error(rw, "Retry later", http.StatusTooManyRequests)
 		return true
-	}
+	})
 	res, recs := r.export(t, s)
 	if res.Status != actors.StatusSucceeded || len(res.EntityErrors) != 0 {
 		t.Fatalf("first export: %+v", res)
@@ -296,7 +296,7 @@ func TestExportAgainstTheFake(t *testing.T) {
 
 	// Nothing changed: nothing but the users' and repos' unchanged hashes
 	// are checked; no record is sent.
-	f.intercept = nil
+	f.fault(nil)
 	res, recs = r.export(t, s)
 	if res.Status != actors.StatusSucceeded || len(recs) != 0 {
 		t.Fatalf("second export of an unchanged server: %+v, %d records: %v", res, len(recs), slices.Collect(maps.Keys(index(t, recs))))
@@ -310,18 +310,18 @@ func TestExportAgainstTheFake(t *testing.T) {
 	f.advance(10_000_000_000)
 	oldest := w.api.mrs[2]
 	edited := false
-	f.afterPage = func(list string, page int) {
+	f.onPage(func(list string, page int) {
 		if list == "merge requests of "+w.api.full() && page == 1 && !edited {
 			edited = true
 			f.touch(oldest, "edited while paging")
 		}
-	}
+	})
 	_, recs = r.export(t, s)
 	got = index(t, recs)
 	if !edited || len(got[f.rid("pull_request", w.mr2.id)]) != 1 {
 		t.Fatalf("third export (edited %v): %v", edited, slices.Collect(maps.Keys(got)))
 	}
-	f.afterPage = nil
+	f.onPage(nil)
 	f.advance(10_000_000_000)
 	_, recs = r.export(t, s)
 	got = index(t, recs)
@@ -336,13 +336,13 @@ func TestFailingProjectAndExpiredToken(t *testing.T) {
 	f := newFake(t)
 	w := build(f)
 	r := newRig(t)
-	f.intercept = func(rw http.ResponseWriter, req *http.Request) bool {
+	f.fault(func(rw http.ResponseWriter, req *http.Request) bool {
 		if req.URL.Path == fmt.Sprintf("/api/v4/projects/%d/issues", w.web.id) {
 			f.json(rw, http.StatusForbidden, map[string]any{"message": "403 Forbidden"})
 			return true
 		}
 		return false
-	}
+	})
 	res, recs := r.export(t, spec(t, f.config(nil)))
 	if res.Status != actors.StatusSucceeded || len(res.EntityErrors) != 1 || !strings.Contains(fmt.Sprint(res.EntityErrors), "403") {
 		t.Fatalf("export with a failing project: %+v", res)
@@ -352,8 +352,8 @@ func TestFailingProjectAndExpiredToken(t *testing.T) {
 		t.Errorf("the other projects did not export: %v", slices.Collect(maps.Keys(got)))
 	}
 
-	f.intercept = nil
-	f.expired = true
+	f.fault(nil)
+	f.expire()
 	res, _ = r.export(t, spec(t, f.config(nil)))
 	if res.Status != actors.StatusFailed || !strings.Contains(res.Error, "token") || !strings.Contains(res.Error, "expired") {
 		t.Fatalf("expired token: %+v", res)

@@ -238,6 +238,25 @@ func (f *fakeGL) touch(o *fObj, title string) {
 	o.updated = f.tick()
 }
 
+// fault sets (nil: removes) the interceptor of requests.
+func (f *fakeGL) fault(fn func(w http.ResponseWriter, r *http.Request) bool) {
+	f.mu.Lock()
+	f.intercept = fn
+	f.mu.Unlock()
+}
+
+func (f *fakeGL) onPage(fn func(list string, page int)) {
+	f.mu.Lock()
+	f.afterPage = fn
+	f.mu.Unlock()
+}
+
+func (f *fakeGL) expire() {
+	f.mu.Lock()
+	f.expired = true
+	f.mu.Unlock()
+}
+
 func (f *fakeGL) advance(d time.Duration) {
 	f.mu.Lock()
 	f.now = f.now.Add(d)
