@@ -26,9 +26,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 deb=$(ls "$dist"/*_amd64.deb 2>/dev/null | head -1)
-rpm=$(ls "$dist"/*x86_64.rpm 2>/dev/null | head -1)
+rpm=$(ls "$dist"/*amd64.rpm "$dist"/*x86_64.rpm 2>/dev/null | head -1)
 [ -n "$deb" ] || { bad "an amd64 .deb in $dist (run make release-test first)"; echo "$passed passed, $failed failed"; exit 1; }
-[ -n "$rpm" ] || bad "an x86_64 .rpm in $dist"
+[ -n "$rpm" ] || bad "an amd64 .rpm in $dist"
 
 # lintian exits non-zero on errors; warnings are overridden with reasons in
 # service/packaging/lintian-overrides, and shown here.
