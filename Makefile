@@ -5,9 +5,14 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X courier/cli.Version=$(VERSION)
+# Release tools, pinned, installed with `go install` into a cache outside
+# the repository (kept between CI runs on the same machine).
+GORELEASER_VERSION ?= v2.17.0
+TOOLS_CACHE ?= $(HOME)/.cache/courier-release
+GORELEASER  := $(TOOLS_CACHE)/goreleaser-$(GORELEASER_VERSION)/goreleaser
 
 .DEFAULT_GOAL := help
-.PHONY: help build demo test test-short lint tools bench clean
+.PHONY: help build demo test test-short lint tools bench clean release-test release release-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,5 +65,30 @@ bench: build ## benchmarks, full size (see docs/benchmarks.md)
 		$(GO) test -run '^$$' -bench '^BenchmarkPacedDrain$$' -benchtime 1x -count 1 -v -timeout 30m ./cli/
 	COURIER_GIT_BENCH_COMMITS=20000,100000 $(GO) test -run '^$$' -bench '^BenchmarkGitExport$$' -benchtime 1x -count 1 -v -timeout 30m ./integrations/git/
 
+$(GORELEASER):
+	GOBIN=$(dir $(GORELEASER)) GOFLAGS= $(GO) install github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION)
+
+release-test: $(GORELEASER) ## snapshot release into dist/: archives, deb, rpm, checksums; unsigned, nothing published
+	$(GORELEASER) release --snapshot --clean --skip=sign
+
+# make release signs with the GPG key whose fingerprint is GPG_FINGERPRINT
+# (default: the first secret key); its secret key is exported for nfpm into
+# a 0600 file that is removed afterwards. It needs a tag on HEAD and
+# publishes nothing.
+release: $(GORELEASER) ## signed release of the tagged commit into dist/ (needs a GPG secret key; publishes nothing)
+	@fpr="$${GPG_FINGERPRINT:-$$(gpg --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '$$1=="fpr"{print $$10; exit}')}"; \
+	if [ -z "$$fpr" ]; then \
+		echo "make release: no GPG secret key (gpg --list-secret-keys shows none). Create one with" >&2; \
+		echo "  gpg --quick-generate-key 'courier releases <you@example.com>' ed25519 sign 2y" >&2; \
+		echo "or import yours (gpg --import key.asc), or name one with GPG_FINGERPRINT=..., then run make release again." >&2; \
+		exit 1; \
+	fi; \
+	keyfile=$$(mktemp); trap 'rm -f "$$keyfile"' EXIT; chmod 600 "$$keyfile"; \
+	gpg --batch --pinentry-mode loopback --passphrase "$${NFPM_COURIER_PASSPHRASE:-}" --armor --export-secret-keys "$$fpr" > "$$keyfile"; \
+	GPG_FINGERPRINT="$$fpr" COURIER_SIGNING_KEY_FILE="$$keyfile" $(GORELEASER) release --clean --skip=publish
+
+release-check: ## check dist/ from make release-test: lintian, contents, unit, scripts, install/upgrade/remove in a throwaway root
+	bash service/packaging/check.sh dist
+
 clean: ## remove build outputs
-	rm -rf bin
+	rm -rf bin dist .release

@@ -223,7 +223,7 @@ func enrollService(c *ucli.Context, e *env) error {
 	case err != nil:
 		return fmt.Errorf("enrolled, but installing the service failed: %w", err)
 	}
-	_, err = fmt.Fprintf(e.stdout, "installed %s: enabled and running as %s (logs: journalctl -u %s)\n", m.UnitPath(), orRoot(opts.User), service.UnitName)
+	_, err = fmt.Fprintf(e.stdout, "installed %s: enabled and running as %s (logs: journalctl -u %s)\n", m.UnitFile(opts), orRoot(opts.User), service.UnitName)
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -20,13 +21,15 @@ func systemdFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "unit-dir", Hidden: true, Usage: "where the unit file goes (default " + service.DefaultUnitDir + ")"},
 		&ucli.StringFlag{Name: "systemd-dir", Hidden: true, Usage: "the folder that exists while systemd runs (default " + service.DefaultSystemdDir + ")"},
+		&ucli.StringSliceFlag{Name: "package-unit-dir", Hidden: true, Usage: "where a deb or rpm package puts the unit (default " + strings.Join(service.DefaultPackageUnitDirs, ", ") + ")"},
 	}
 }
 
 // serviceManager is the service.Manager of a command: the real system
 // unless the hidden flags say otherwise; hints name root.
 func serviceManager(c *ucli.Context, root string) *service.Manager {
-	return &service.Manager{UnitDir: c.String("unit-dir"), SystemdDir: c.String("systemd-dir"), Root: root}
+	return &service.Manager{UnitDir: c.String("unit-dir"), SystemdDir: c.String("systemd-dir"), Root: root,
+		PackageUnitDirs: c.StringSlice("package-unit-dir")}
 }
 
 // absRoot is --root as an absolute path: the unit must not depend on the
@@ -77,6 +80,7 @@ func serviceCommand() *ucli.Command {
 			serviceInstallCommand(),
 			serviceUninstallCommand(),
 			serviceStatusCommand(),
+			serviceUnitCommand(),
 		},
 	}
 }
@@ -113,7 +117,38 @@ func serviceInstallCommand() *ucli.Command {
 				return serviceExit(err)
 			}
 			_, err = fmt.Fprintf(e.stdout, "installed %s: enabled and running as %s (runs %s --root %s; logs: journalctl -u %s)\n",
-				m.UnitPath(), orRoot(opts.User), binary, root, service.UnitName)
+				m.UnitFile(opts), orRoot(opts.User), binary, root, service.UnitName)
+			return err
+		}),
+	}
+}
+
+// serviceUnitCommand prints the unit instead of installing it: the deb and
+// rpm packages ship what it prints, so that the packaged unit and the one
+// `service install` writes come from one template.
+func serviceUnitCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:         "unit",
+		OnUsageError: usageExit,
+		Usage:        "print the unit that install would write for --root, without installing it",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "binary", Usage: "the courier executable the unit runs (default: this one)"},
+			&ucli.StringFlag{Name: "user", Usage: "run the service as this `USER` (default: the owner of --root, root if it does not exist yet)"},
+		},
+		Action: serviceAction("unit", func(c *ucli.Context, e *env, root string) error {
+			binary, err := binaryPath(c.String("binary"))
+			if err != nil {
+				return err
+			}
+			opts := service.UnitOptions{Binary: binary, Root: root, User: c.String("user")}
+			if opts.User == "" {
+				opts.User = service.DefaultUser(root)
+			}
+			unit, err := service.Render(opts)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			_, err = e.stdout.Write(unit)
 			return err
 		}),
 	}
@@ -131,6 +166,9 @@ func serviceUninstallCommand() *ucli.Command {
 			switch {
 			case errors.Is(err, service.ErrNotInstalled):
 				_, err = fmt.Fprintf(e.stdout, "%s is not installed; nothing to do\n", service.UnitName)
+				return err
+			case errors.Is(err, service.ErrPackaged):
+				_, err = fmt.Fprintln(e.stdout, err)
 				return err
 			case err != nil:
 				return serviceExit(err)

@@ -17,6 +17,7 @@ import (
 type fakeSystemd struct {
 	runDir  string // --systemd-dir: exists, as /run/systemd/system does under systemd
 	unitDir string // --unit-dir
+	pkgDir  string // --package-unit-dir: where a deb or rpm puts the unit
 	log     string // one line per systemctl call
 }
 
@@ -28,10 +29,11 @@ func newFakeSystemd(t *testing.T) *fakeSystemd {
 	f := &fakeSystemd{
 		runDir:  filepath.Join(dir, "run", "systemd", "system"),
 		unitDir: filepath.Join(dir, "etc", "systemd", "system"),
+		pkgDir:  filepath.Join(dir, "usr", "lib", "systemd", "system"),
 		log:     filepath.Join(dir, "systemctl.log"),
 	}
 	bin := filepath.Join(dir, "bin")
-	for _, d := range []string{f.runDir, f.unitDir, bin} {
+	for _, d := range []string{f.runDir, f.unitDir, f.pkgDir, bin} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +50,7 @@ func newFakeSystemd(t *testing.T) *fakeSystemd {
 
 // flags point a service command at the fake.
 func (f *fakeSystemd) flags() []string {
-	return []string{"--systemd-dir", f.runDir, "--unit-dir", f.unitDir}
+	return []string{"--systemd-dir", f.runDir, "--unit-dir", f.unitDir, "--package-unit-dir", f.pkgDir}
 }
 
 func (f *fakeSystemd) calls(t *testing.T) []string {
@@ -154,6 +156,47 @@ func TestServiceInstallStatusUninstall(t *testing.T) {
 	r = runCourier(t, root, append([]string{"service", "uninstall"}, f.flags()...)...)
 	if r.code != 0 || !strings.Contains(r.stdout, "not installed") {
 		t.Errorf("second uninstall: want exit 0 and 'not installed'; %s", r)
+	}
+}
+
+// TestServicePackagedUnit: the deb and rpm packages ship what `service
+// unit` prints; `service install` (and so `enroll`) then uses the packaged
+// unit instead of writing a copy to /etc that would shadow it, and
+// `service uninstall` stops and disables it but leaves it to the package.
+func TestServicePackagedUnit(t *testing.T) {
+	root := e2e(t)
+	initRoot(t, root)
+	f := newFakeSystemd(t)
+	r := runCourier(t, root, "service", "unit", "--binary", courierBin)
+	if r.code != 0 || !strings.Contains(r.stdout, "\nExecStart="+courierBin+" --root "+root+" --log-format json service-run\n") {
+		t.Fatalf("service unit: %s", r)
+	}
+	packaged := filepath.Join(f.pkgDir, "courier.service")
+	if err := os.WriteFile(packaged, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCourier(t, root, "service", "unit", "--user", "Not A User"); r.code != 2 || !strings.Contains(r.stderr, "not a valid user name") {
+		t.Errorf("service unit --user 'Not A User': want exit 2 naming the user; %s", r)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("installing needs root; CI runs as root")
+	}
+	r = runCourier(t, root, append([]string{"service", "install"}, f.flags()...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "installed "+packaged) {
+		t.Fatalf("service install with a packaged unit: want exit 0 naming %s; %s", packaged, r)
+	}
+	if _, err := os.Stat(f.unit()); !os.IsNotExist(err) {
+		t.Errorf("wrote %s next to the packaged unit (%v)", f.unit(), err)
+	}
+	r = runCourier(t, root, append([]string{"service", "uninstall"}, f.flags()...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "belongs to the courier package") {
+		t.Errorf("service uninstall of the packaged unit: %s", r)
+	}
+	if got, want := strings.Join(f.calls(t), "; "), "daemon-reload; enable courier.service; restart courier.service; disable --now courier.service"; got != want {
+		t.Errorf("systemctl calls: %s, want %s", got, want)
+	}
+	if _, err := os.Stat(packaged); err != nil {
+		t.Errorf("the packaged unit is gone: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"courier/internal/atomicfile"
 	"errors"
@@ -19,6 +20,11 @@ const (
 	DefaultSystemdDir = "/run/systemd/system" // exists while systemd is the init system (sd_booted)
 )
 
+// DefaultPackageUnitDirs are where the deb and rpm packages put the unit
+// (the distributions' unit folders; Debian 12 uses /lib, RPM systems and
+// newer Debian /usr/lib).
+var DefaultPackageUnitDirs = []string{"/usr/lib/systemd/system", "/lib/systemd/system"}
+
 // commandTimeout bounds one systemctl call. A restart of a Type=notify
 // unit waits for the old process to stop (TimeoutStopSec=30s) and the new
 // one to be ready (TimeoutStartSec=90s).
@@ -27,6 +33,11 @@ const commandTimeout = 3 * time.Minute
 // ErrNotInstalled is returned by Uninstall and Status when there is no
 // courier unit.
 var ErrNotInstalled = errors.New(UnitName + " is not installed")
+
+// ErrPackaged is returned by Uninstall when the unit belongs to the deb or
+// rpm package: it was stopped and disabled, and only removing the package
+// removes its file.
+var ErrPackaged = errors.New(UnitName + " belongs to the courier package")
 
 // Reason says why the unit cannot be managed here.
 type Reason int
@@ -76,6 +87,9 @@ type Manager struct {
 	Self string
 	// Root is the --root that hints pass; without it they pass none.
 	Root string
+	// PackageUnitDirs are where a package puts the unit
+	// (DefaultPackageUnitDirs).
+	PackageUnitDirs []string
 }
 
 // Install writes the unit for opts, reloads systemd, enables the unit and
@@ -98,9 +112,53 @@ func (m *Manager) UnitPath() string {
 	return filepath.Join(dir, UnitName)
 }
 
+// packagedUnit is the path of the unit a deb or rpm package installed,
+// when it is exactly unit; "" otherwise.
+func (m *Manager) packagedUnit(unit []byte) string {
+	for _, d := range m.packageUnitDirs() {
+		p := filepath.Join(d, UnitName)
+		if b, err := os.ReadFile(p); err == nil && bytes.Equal(b, unit) {
+			return p
+		}
+	}
+	return ""
+}
+
+// anyPackagedUnit is the path of a unit a package installed, whatever it
+// holds; "" when there is none.
+func (m *Manager) anyPackagedUnit() string {
+	for _, d := range m.packageUnitDirs() {
+		p := filepath.Join(d, UnitName)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func (m *Manager) packageUnitDirs() []string {
+	if m.PackageUnitDirs == nil {
+		return DefaultPackageUnitDirs
+	}
+	return m.PackageUnitDirs
+}
+
+// UnitFile is the unit file Install uses for opts: the package's when it
+// is the same unit, else UnitPath.
+func (m *Manager) UnitFile(opts UnitOptions) string {
+	if unit, err := Render(opts); err == nil {
+		if p := m.packagedUnit(unit); p != "" {
+			return p
+		}
+	}
+	return m.UnitPath()
+}
+
 // Install writes the unit for opts, reloads systemd, enables the unit and
 // (re)starts it. A root other than StateRoot is created (0700) if missing,
-// because ReadWritePaths= needs it to exist.
+// because ReadWritePaths= needs it to exist. When the deb or rpm package
+// installed this very unit, Install uses it and removes a copy in UnitDir,
+// which would shadow it and outlive the package.
 func (m *Manager) Install(opts UnitOptions) error {
 	if !m.systemdRunning() {
 		return &UnavailableError{NoSystemd, fmt.Sprintf(
@@ -126,7 +184,11 @@ func (m *Manager) Install(opts UnitOptions) error {
 			return err
 		}
 	}
-	if err := atomicfile.Write(m.UnitPath(), unit, 0o644); err != nil {
+	if m.packagedUnit(unit) != "" {
+		if err := os.Remove(m.UnitPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("service: removing a copy of the packaged unit: %w", err)
+		}
+	} else if err := atomicfile.Write(m.UnitPath(), unit, 0o644); err != nil {
 		return fmt.Errorf("service: writing the unit: %w", err)
 	}
 	for _, args := range [][]string{
@@ -145,7 +207,9 @@ func (m *Manager) Install(opts UnitOptions) error {
 }
 
 // Uninstall stops and disables the unit, removes its file and reloads
-// systemd. It returns ErrNotInstalled when there is no unit file.
+// systemd. It returns ErrNotInstalled when there is no unit file, and
+// ErrPackaged (after stopping and disabling it) when the only unit is the
+// package's.
 func (m *Manager) Uninstall() error {
 	if !m.systemdRunning() {
 		return &UnavailableError{NoSystemd, "no unit can be installed here, so there is none to remove; stop the service-run that your supervisor starts"}
@@ -155,6 +219,12 @@ func (m *Manager) Uninstall() error {
 	}
 	path := m.UnitPath()
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if p := m.anyPackagedUnit(); p != "" {
+			if err := m.systemctl("disable", "--now", UnitName); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w (%s): stopped and disabled; remove the package to remove the unit", ErrPackaged, p)
+		}
 		return fmt.Errorf("%w (no %s)", ErrNotInstalled, path)
 	}
 	// Remove the file even when stopping failed: the unit must not come

@@ -43,10 +43,11 @@ func newFakeSystem(t *testing.T) *fakeSystem {
 		t.Fatal(err)
 	}
 	f.m = &Manager{
-		UnitDir:    f.unitDir,
-		SystemdDir: filepath.Join(tmp, "run", "systemd", "system"),
-		Euid:       func() int { return f.euid },
-		Self:       "/usr/local/bin/courier",
+		UnitDir:         f.unitDir,
+		SystemdDir:      filepath.Join(tmp, "run", "systemd", "system"),
+		Euid:            func() int { return f.euid },
+		Self:            "/usr/local/bin/courier",
+		PackageUnitDirs: []string{filepath.Join(tmp, "usr", "lib", "systemd", "system")},
 		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
 			if name != "systemctl" {
 				t.Errorf("ran %s, want systemctl", name)
@@ -106,6 +107,73 @@ func TestInstall(t *testing.T) {
 	// No temporary files left next to the unit.
 	if ents, _ := os.ReadDir(f.unitDir); len(ents) != 1 {
 		t.Errorf("unit folder holds %d entries, want 1", len(ents))
+	}
+}
+
+// TestInstallPackagedUnit: after the deb or rpm package put the same unit
+// in the distribution's unit folder, `courier enroll` (which installs the
+// unit) uses that one: a copy in /etc would shadow it and outlive the
+// package's removal.
+func TestInstallPackagedUnit(t *testing.T) {
+	f := newFakeSystem(t)
+	opts := UnitOptions{Binary: f.binary, Root: StateRoot, User: "courier"}
+	unit, err := Render(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgDir := f.m.PackageUnitDirs[0]
+	if err := os.MkdirAll(pkgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	packaged := filepath.Join(pkgDir, UnitName)
+	if err := os.WriteFile(packaged, unit, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An older copy from `courier service install` before the package.
+	if err := os.WriteFile(f.m.UnitPath(), []byte("[Service]\nExecStart=/usr/local/bin/courier\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Install(opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.m.UnitPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still there (%v): it shadows the packaged unit", f.m.UnitPath(), err)
+	}
+	if got := f.m.UnitFile(opts); got != packaged {
+		t.Errorf("UnitFile = %s, want the packaged %s", got, packaged)
+	}
+	wantCalls := [][]string{{"daemon-reload"}, {"enable", UnitName}, {"restart", UnitName}}
+	if !reflect.DeepEqual(f.ran(), wantCalls) {
+		t.Errorf("systemctl calls %q, want %q", f.ran(), wantCalls)
+	}
+
+	// Another root is another unit: written to UnitDir as before.
+	other := UnitOptions{Binary: f.binary, Root: filepath.Join(f.tmp, "srv"), User: ""}
+	if err := f.m.Install(other); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.m.UnitFile(other); got != f.m.UnitPath() {
+		t.Errorf("UnitFile = %s, want %s", got, f.m.UnitPath())
+	}
+	if _, err := os.Stat(f.m.UnitPath()); err != nil {
+		t.Errorf("the unit for another root was not written: %v", err)
+	}
+
+	// Uninstall removes its own unit; the packaged one stays, and the
+	// next uninstall stops and disables it and says who owns it.
+	if err := f.m.Uninstall(); err != nil {
+		t.Fatal(err)
+	}
+	f.calls = nil
+	err = f.m.Uninstall()
+	if !errors.Is(err, ErrPackaged) || !strings.Contains(err.Error(), packaged) {
+		t.Errorf("Uninstall with only the packaged unit: %v, want ErrPackaged naming %s", err, packaged)
+	}
+	if want := [][]string{{"disable", "--now", UnitName}}; !reflect.DeepEqual(f.ran(), want) {
+		t.Errorf("systemctl calls %q, want %q", f.ran(), want)
+	}
+	if _, err := os.Stat(packaged); err != nil {
+		t.Errorf("the packaged unit was removed: %v", err)
 	}
 }
 

@@ -12,7 +12,10 @@ import (
 // Write replaces path with data: write a temporary file in the
 // same folder (a rename is only atomic within one filesystem), fsync it,
 // rename it over path, then fsync the folder so the rename itself survives
-// a power cut.
+// a power cut. A file it replaces keeps its owner and group: root
+// re-enrolling an agent whose service runs as another user (the packaged
+// unit's User=courier) must not leave that user a config.yaml it cannot
+// read.
 func Write(path string, data []byte, perm fs.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -28,6 +31,9 @@ func Write(path string, data []byte, perm fs.FileMode) (err error) {
 	// CreateTemp already uses 0600; Chmod states the mode instead of relying
 	// on that, and is not affected by the umask.
 	if err = tmp.Chmod(perm); err != nil {
+		return err
+	}
+	if err = keepOwner(tmp, path); err != nil {
 		return err
 	}
 	if _, err = tmp.Write(data); err != nil {
