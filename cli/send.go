@@ -82,7 +82,7 @@ func buildSend(c *ucli.Context) (events.SendRequest, error) {
 		return buildChange(c, source, details)
 	}
 	if c.String("event-type") == "" {
-		return events.SendRequest{}, usageError("-t/--event-type is required (trigger, acknowledge or resolve), or --change for a change event")
+		return events.SendRequest{}, usageError("missing flag --event-type (-t): trigger, acknowledge or resolve; or --change for a change event (courier send --help shows the flags)")
 	}
 	if len(c.StringSlice("link")) > 0 || len(c.StringSlice("link-text")) > 0 {
 		return events.SendRequest{}, usageError("--link and --link-text go with --change")
