@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -24,58 +23,6 @@ import (
 	"courier/internal/exporttest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// courierBin is $COURIER_BIN (make test) or a binary built once.
-func courierBin(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: runs the courier binary")
-	}
-	binOnce.Do(func() {
-		if binPath = os.Getenv("COURIER_BIN"); binPath != "" {
-			return
-		}
-		dir, err := os.MkdirTemp("", "courier-bb-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "courier")
-		_, self, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// childEnv keeps COURIER_* variables out and points proxies nowhere but
-// for loopback, so that only loopback is reached.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(kv, "COURIER_") || strings.Contains(strings.ToUpper(name), "PROXY") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	// git, unlike Go, proxies loopback unless told not to.
-	const nowhere = "http://127.0.0.1:9"
-	env = append(env, "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost")
-	return append(env, "HTTP_PROXY="+nowhere, "HTTPS_PROXY="+nowhere, "http_proxy="+nowhere, "https_proxy="+nowhere)
-}
-
 type run struct {
 	code           int
 	stdout, stderr string
@@ -85,8 +32,8 @@ func courier(t *testing.T, root string, args ...string) run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, courierBin(t), append([]string{"--root", root, "--log-format", "json"}, args...)...)
-	cmd.Env = childEnv()
+	cmd := exec.CommandContext(ctx, exporttest.Binary(t), append([]string{"--root", root, "--log-format", "json"}, args...)...)
+	cmd.Env = exporttest.ChildEnv()
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -119,7 +66,7 @@ func writeConfig(t *testing.T, body string) string {
 // on the third page's activity; the next run sends the rest and every
 // pull request is on disk, those of the checkpointed pages once.
 func TestBinaryKill9ThenNoGap(t *testing.T) {
-	bin := courierBin(t)
+	bin := exporttest.Binary(t)
 	f := newFake(t, Cloud)
 	f.addOwner("acme")
 	api := f.addRepo("acme", "api", 2)
@@ -148,7 +95,7 @@ func TestBinaryKill9ThenNoGap(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	cfg := writeConfig(t, f.config(`"workspaces": ["acme"]`))
 	cmd := exec.Command(bin, "--root", root, "--log-format", "json", "export", "--integration", Type, "--config", cfg)
-	cmd.Env = childEnv()
+	cmd.Env = exporttest.ChildEnv()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +180,7 @@ func TestBinaryValidateAndOnboard(t *testing.T) {
 // TestBinaryServiceRun: enrolled with the reference backend, service-run
 // validates, onboards and exports on the backend's commands.
 func TestBinaryServiceRun(t *testing.T) {
-	courierBin(t)
+	exporttest.Binary(t)
 	f := newFake(t, DataCenter)
 	f.addOwner("ACME")
 	api := f.addRepo("ACME", "api", 2)
@@ -254,8 +201,8 @@ func TestBinaryServiceRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	svc := exec.Command(courierBin(t), "--root", root, "--log-format", "json", "service-run", "--listen", "127.0.0.1:0")
-	svc.Env = childEnv()
+	svc := exec.Command(exporttest.Binary(t), "--root", root, "--log-format", "json", "service-run", "--listen", "127.0.0.1:0")
+	svc.Env = exporttest.ChildEnv()
 	svc.Stdout, svc.Stderr = logf, logf
 	if err := svc.Start(); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,64 +17,12 @@ import (
 	"courier/internal/exporttest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// courier is the binary under test: $COURIER_BIN (make test), or one
-// built once for this package's tests.
-func courier(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: runs the courier binary")
-	}
-	binOnce.Do(func() {
-		if binPath = os.Getenv("COURIER_BIN"); binPath != "" {
-			return
-		}
-		dir, err := os.MkdirTemp("", "courier-gitlab-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "courier")
-		_, self, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// childEnv: no COURIER_* overrides, and a proxy that refuses everything
-// but loopback (git's curl proxies loopback unless no_proxy says not to).
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "COURIER_") || strings.Contains(strings.ToUpper(name), "PROXY") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	const nowhere = "http://127.0.0.1:9"
-	return append(env, "HTTP_PROXY="+nowhere, "HTTPS_PROXY="+nowhere, "http_proxy="+nowhere, "https_proxy="+nowhere,
-		"NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1")
-}
-
 func runCLI(t *testing.T, root string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, courier(t), append([]string{"--root", root, "--log-format", "json"}, args...)...)
-	cmd.Env = childEnv()
+	cmd := exec.CommandContext(ctx, exporttest.Binary(t), append([]string{"--root", root, "--log-format", "json"}, args...)...)
+	cmd.Env = exporttest.ChildEnv()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -94,7 +41,7 @@ func runCLI(t *testing.T, root string, args ...string) (int, string) {
 // The CLI validates and onboards against the fake; an export killed with
 // SIGKILL part-way and run again holds every record: no gap.
 func TestCLIValidateOnboardAndKill9(t *testing.T) {
-	bin := courier(t)
+	bin := exporttest.Binary(t)
 	defer func(n int64) { pageSize = n }(pageSize)
 	pageSize = 2
 	f := newFake(t)
@@ -134,7 +81,7 @@ func TestCLIValidateOnboardAndKill9(t *testing.T) {
 		return false
 	})
 	cmd := exec.Command(bin, "--root", root, "--log-format", "json", "export", "--integration", "gitlab", "--config", cfg)
-	cmd.Env = childEnv()
+	cmd.Env = exporttest.ChildEnv()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
