@@ -3,9 +3,6 @@ package bitbucket
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -167,7 +164,7 @@ func (b *Bitbucket) exportProjects(ctx context.Context, os *sessions.Session, o 
 	next := map[string]string{}
 	var recs []sessions.Record
 	for _, p := range ps {
-		h := hashOf(p)[:16]
+		h := forge.HashOf(p)[:16]
 		next[p.ID] = h
 		if prev[p.ID] != h {
 			recs = append(recs, sessions.Record{ID: b.id(ModelProject, p.ID), Data: p})
@@ -232,7 +229,7 @@ func (b *Bitbucket) exportRepoRecord(ctx context.Context, rs *sessions.Session, 
 	if err != nil {
 		return err
 	}
-	h := hashOf(repo)
+	h := forge.HashOf(repo)
 	if h == tok {
 		return s.Done(ctx, "")
 	}
@@ -385,13 +382,6 @@ func (b *Bitbucket) cacheDir() (string, error) {
 		return "", fmt.Errorf("bitbucket: no cache folder given and no user cache folder: %w", err)
 	}
 	return filepath.Join(dir, "courier", "bitbucket", b.opts.ID, "git"), nil
-}
-
-// hashOf is the hex SHA-256 of v's JSON.
-func hashOf(v any) string {
-	raw, _ := json.Marshal(v)
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:])
 }
 
 // parseHashes reads "id=hash,id=hash" (ids may hold ':' and braces but

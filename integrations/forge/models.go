@@ -1,6 +1,6 @@
-// Package forge holds what the GitHub and Gitea integrations share: the
-// record models other systems rely on by name, and the incremental cursor
-// that orders objects by update time with the id as tie-breaker.
+// Package forge holds what the forge integrations (GitHub, Gitea, GitLab,
+// Bitbucket) share: the record models other systems rely on by name, the
+// incremental cursor (update time, id as tie-breaker) and change hashes.
 package forge
 
 import (

@@ -2,13 +2,8 @@ package gitea
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
@@ -89,7 +84,7 @@ func (g *Gitea) exportRepoRecord(ctx context.Context, rs *sessions.Session, repo
 		return err
 	}
 	rec := repoRecord(repo)
-	h := hashOf(rec)
+	h := forge.HashOf(rec)
 	if h == tok {
 		return s.Done(ctx, "")
 	}
@@ -333,12 +328,12 @@ func (g *Gitea) exportUsers(ctx context.Context, c *sdk.Client, os *sessions.Ses
 		return err
 	}
 	slices.SortFunc(users, func(a, b *sdk.User) int { return int(a.ID - b.ID) })
-	prev := parseHashes(tok)
+	prev := forge.ParseHashes(tok)
 	next := make(map[int64]string, len(users))
 	var recs []sessions.Record
 	for _, u := range users {
 		rec := account(u)
-		h := hashOf(rec)[:16]
+		h := forge.HashOf(rec)[:16]
 		next[u.ID] = h
 		if prev[u.ID] != h {
 			recs = append(recs, sessions.Record{ID: g.id(forge.ModelUser, u.ID), Data: rec})
@@ -347,43 +342,5 @@ func (g *Gitea) exportUsers(ctx context.Context, c *sdk.Client, os *sessions.Ses
 	if err := s.Send(ctx, recs...); err != nil {
 		return err
 	}
-	return s.Done(ctx, formatHashes(next))
-}
-
-// hashOf is the hex SHA-256 of v's JSON.
-func hashOf(v any) string {
-	b, _ := json.Marshal(v)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// parseHashes reads "id:hash,id:hash"; a token that does not parse is
-// empty (every user is sent again).
-func parseHashes(tok string) map[int64]string {
-	out := map[int64]string{}
-	if tok == "" {
-		return out
-	}
-	for _, part := range strings.Split(tok, ",") {
-		id, h, ok := strings.Cut(part, ":")
-		n, err := strconv.ParseInt(id, 10, 64)
-		if !ok || err != nil {
-			return map[int64]string{}
-		}
-		out[n] = h
-	}
-	return out
-}
-
-func formatHashes(m map[int64]string) string {
-	ids := make([]int64, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = strconv.FormatInt(id, 10) + ":" + m[id]
-	}
-	return strings.Join(parts, ",")
+	return s.Done(ctx, forge.FormatHashes(next))
 }

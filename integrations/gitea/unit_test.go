@@ -104,21 +104,6 @@ func TestCommentIssueNumber(t *testing.T) {
 	}
 }
 
-func TestUserHashesRoundTrip(t *testing.T) {
-	m := map[int64]string{3: "abc", 1: "def"}
-	tok := formatHashes(m)
-	if tok != "1:def,3:abc" {
-		t.Fatalf("token %q", tok)
-	}
-	back := parseHashes(tok)
-	if len(back) != 2 || back[1] != "def" || back[3] != "abc" {
-		t.Fatalf("parsed %v", back)
-	}
-	if len(parseHashes("garbage")) != 0 {
-		t.Fatal("a bad token must read as empty")
-	}
-}
-
 func TestReviewStates(t *testing.T) {
 	for _, c := range []struct {
 		r          sdk.PullReview

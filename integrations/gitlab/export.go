@@ -2,12 +2,8 @@ package gitlab
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -236,11 +232,11 @@ func (g *GitLab) exportUsers(ctx context.Context, c *gl.Client, os *sessions.Ses
 		}
 		return err
 	}
-	prev := parseHashes(tok)
+	prev := forge.ParseHashes(tok)
 	next := make(map[int64]string, len(users))
 	var recs []sessions.Record
 	for _, u := range users {
-		h := hashOf(u)[:16]
+		h := forge.HashOf(u)[:16]
 		next[u.ID] = h
 		if prev[u.ID] != h {
 			recs = append(recs, sessions.Record{ID: g.id(forge.ModelUser, u.ID), Data: u})
@@ -249,7 +245,7 @@ func (g *GitLab) exportUsers(ctx context.Context, c *gl.Client, os *sessions.Ses
 	if err := s.Send(ctx, recs...); err != nil {
 		return err
 	}
-	return s.Done(ctx, formatHashes(next))
+	return s.Done(ctx, forge.FormatHashes(next))
 }
 
 // ownerUsers are the user records of a group's members or of one user,
@@ -291,41 +287,4 @@ func (g *GitLab) userByName(ctx context.Context, c *gl.Client, name string) (*gl
 		}
 	}
 	return nil, &StatusError{What: what, Status: 404, Msg: "no such user"}
-}
-
-func hashOf(v any) string {
-	b, _ := json.Marshal(v)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// parseHashes reads "id:hash,id:hash"; a token that does not parse is
-// empty (every user is sent again).
-func parseHashes(tok string) map[int64]string {
-	out := map[int64]string{}
-	if tok == "" {
-		return out
-	}
-	for _, part := range strings.Split(tok, ",") {
-		id, h, ok := strings.Cut(part, ":")
-		n, err := strconv.ParseInt(id, 10, 64)
-		if !ok || err != nil {
-			return map[int64]string{}
-		}
-		out[n] = h
-	}
-	return out
-}
-
-func formatHashes(m map[int64]string) string {
-	ids := make([]int64, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = strconv.FormatInt(id, 10) + ":" + m[id]
-	}
-	return strings.Join(parts, ",")
 }

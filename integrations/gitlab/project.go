@@ -103,7 +103,7 @@ func (g *GitLab) exportRepoRecord(ctx context.Context, ps *sessions.Session, p *
 		return err
 	}
 	rec := repoRecord(p)
-	h := hashOf(rec)
+	h := forge.HashOf(rec)
 	if h == tok {
 		return s.Done(ctx, "")
 	}
