@@ -724,7 +724,7 @@ func (a *queueActor) status() Status {
 		if ks.shared != nil {
 			kst.Delivering = ks.shared.inflight.Load()
 			if e := ks.shared.lastErr.Load(); e != nil {
-				kst.LastError = *e
+				kst.LastError, kst.LastErrorAt = e.msg, e.at
 			}
 		}
 		if kst.Pending > 0 {

@@ -21,7 +21,7 @@ type deliveryShared struct {
 	tail     atomic.Uint64
 	rewind   atomic.Bool
 	inflight atomic.Int64
-	lastErr  atomic.Pointer[string]
+	lastErr  atomic.Pointer[keyError] // the last delivery error, until a batch is accepted
 	poke     chan struct{}
 }
 
@@ -237,14 +237,14 @@ func (w *worker) deliver(ctx context.Context, recs []rawRecord) (uint64, bool) {
 				failed[i] = failedRec{seq: r.msg.Seq, raw: r.raw, reason: reason}
 				bytes += int64(len(r.raw))
 			}
+			w.shared.lastErr.Store(&keyError{msg: reason, at: time.Now().UTC()})
 			w.log.Error().Err(err).Int("items", len(msgs)).Msg("upstream refused the batch for good; moved to failed (see `courier status`, re-send with `courier retry`)")
 			w.settle(msgs[0].Seq, last, bytes, failed)
 			return last + 1, true
 		}
 		attempt++
 		w.metrics.retries.Inc()
-		msg := err.Error()
-		w.shared.lastErr.Store(&msg)
+		w.shared.lastErr.Store(&keyError{msg: err.Error(), at: time.Now().UTC()})
 		wait := bo.NextBackOff()
 		var ra *RetryAfterError
 		if errors.As(err, &ra) && ra.After > wait {

@@ -1,81 +1,32 @@
 package queue
 
 import (
-	"context"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// lastErrors remembers, per routing key, the last delivery error and when
-// it happened, so that `courier status` can say why a key is stuck or what
-// refused its dead letters. It wraps the sinks rather than the delivery
-// actors, which keeps it apart from the delivery code.
-type lastErrors struct {
-	mu   sync.Mutex
-	keys map[string]keyError
-}
-
+// keyError is a key's last delivery error and when it happened, so that
+// `courier status` can say why a key is stuck or what refused its dead
+// letters. The delivery worker keeps it while it runs (deliveryShared);
+// fillLastErrors covers the keys whose worker has idled out or that were
+// refused before a restart.
 type keyError struct {
 	msg string
 	at  time.Time
 }
 
-func newLastErrors() *lastErrors { return &lastErrors{keys: map[string]keyError{}} }
-
-// wrap records what each route's sink answers: an error replaces the key's
-// last error, a success clears it. An error from a cancelled context is the
-// agent stopping, not the upstream, and is not recorded.
-func (l *lastErrors) wrap(r Router) Router {
-	return func(key string) Route {
-		rt := r(key)
-		if rt.Sink == nil {
-			return rt
-		}
-		inner := rt.Sink
-		rt.Sink = SinkFunc(func(ctx context.Context, key string, batch []Message) error {
-			err := inner.Deliver(ctx, key, batch)
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			switch {
-			case err == nil:
-				delete(l.keys, key)
-			case ctx.Err() == nil:
-				l.keys[key] = keyError{msg: err.Error(), at: time.Now().UTC()}
-			}
-			return err
-		})
-		return rt
-	}
-}
-
-// fill sets LastError and LastErrorAt of each key in s: the last delivery
-// error seen since start, else the reason the newest dead letter was
-// refused (kept on disk, so it survives a restart). Keys no longer in s
-// are forgotten, which bounds the map by the keys status shows.
-func (l *lastErrors) fill(st *store, s *Status) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	shown := make(map[string]bool, len(s.Keys))
-	for i := range s.Keys {
-		k := &s.Keys[i]
-		shown[k.Key] = true
-		if e, ok := l.keys[k.Key]; ok {
-			k.LastError, k.LastErrorAt = e.msg, e.at
+// fillLastErrors gives each key of s that has dead letters but no error
+// from a running worker the reason its newest dead letter was refused,
+// which is kept on disk and so survives a restart.
+func (s *store) fillLastErrors(st *Status) {
+	for i := range st.Keys {
+		k := &st.Keys[i]
+		if k.LastError != "" || k.Failed == 0 {
 			continue
 		}
-		if k.Failed == 0 {
-			continue
-		}
-		if at, reason, ok := st.newestFailed(k.Key); ok {
+		if at, reason, ok := s.newestFailed(k.Key); ok {
 			k.LastError, k.LastErrorAt = reason, at
-			l.keys[k.Key] = keyError{msg: reason, at: at}
-		}
-	}
-	for k := range l.keys {
-		if !shown[k] {
-			delete(l.keys, k)
 		}
 	}
 }

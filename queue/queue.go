@@ -120,7 +120,6 @@ type Queue struct {
 	ready   atomic.Bool
 	// keyLabel is Options.KeyLabel, for metrics.
 	keyLabel func(string) string
-	lastErrs *lastErrors
 }
 
 // Open opens (or creates) the store in opts.Dir and starts the queue actor.
@@ -137,9 +136,7 @@ func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("open queue store %s: %w", opts.Dir, err)
 	}
 	m := newMetrics()
-	q := &Queue{sys: sys, st: st, log: opts.Logger.With().Str("component", "queue").Logger(), metrics: m, keyLabel: opts.KeyLabel,
-		lastErrs: newLastErrors()}
-	opts.Router = q.lastErrs.wrap(opts.Router)
+	q := &Queue{sys: sys, st: st, log: opts.Logger.With().Str("component", "queue").Logger(), metrics: m, keyLabel: opts.KeyLabel}
 	a := newQueueActor(sys, st, opts, metas, m, q.log)
 	props := actor.PropsFromProducer(func() actor.Actor { return a },
 		actor.WithSupervisor(deliverySupervisor()))
@@ -236,7 +233,7 @@ func (q *Queue) Status(ctx context.Context) (Status, error) {
 	case s := <-r.reply:
 		s.DiskBytes = q.st.diskBytes()
 		if !q.closed.Load() {
-			q.lastErrs.fill(q.st, &s)
+			q.st.fillLastErrors(&s)
 		}
 		return s, nil
 	case <-ctx.Done():
