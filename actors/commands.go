@@ -65,10 +65,6 @@ type ServiceOptions struct {
 	// Ships is told which command a running export belongs to, so log
 	// lines carrying that command id are shipped.
 	Ships *LogShipper
-
-	// startWriteHook, set by tests only, runs in markStarted between the
-	// read and the write of the journal entry: the window of a race.
-	startWriteHook func(id string)
 }
 
 // Service is the running command loop.
@@ -723,9 +719,6 @@ func (r *router) markStarted(run *running) {
 		cur, ok, err := r.s.journal.Get(e.Command.ID)
 		if err != nil || !ok || cur.State == journalDone {
 			return
-		}
-		if h := r.s.opts.startWriteHook; h != nil {
-			h(e.Command.ID)
 		}
 		cur.StartedAt = e.StartedAt
 		if err := r.s.journal.Put(ctx, cur); err != nil && r.ctx.Err() == nil {

@@ -21,11 +21,3 @@ func RestartRouter(t testing.TB, s *Service) {
 	}
 	p.SendSystemMessage(s.router, &actor.Restart{})
 }
-
-// Redispatch hands the router a command's journal entry again, as a late
-// dispatch (a redelivery racing the command's end) does.
-func Redispatch(s *Service, e JournalEntry) { s.sys.Root.Send(s.router, &dispatchMsg{entry: e}) }
-
-// SetStartWriteHook makes markStarted call f between reading the journal
-// entry and writing its start.
-func SetStartWriteHook(o *ServiceOptions, f func(id string)) { o.startWriteHook = f }
