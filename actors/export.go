@@ -314,12 +314,25 @@ type jobActor struct {
 	byActor map[string]*intState // actor id -> state
 	results []IntegrationResult
 	running int
+	// finished: the result is set; stopped: done is closed.
+	finished, stopped bool
 }
 
 func (a *jobActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.startMore(ctx)
+	case *actor.Stopped:
+		if a.stopped {
+			return
+		}
+		a.stopped = true
+		if !a.finished {
+			// Stopped by its supervisor without a result: fail what has none.
+			a.job.result = ExportResult{Integrations: a.unfinished()}
+		}
+		close(a.job.done)
+		a.job.cancel(nil)
 	case *integrationFinished:
 		a.onFinished(ctx, m)
 		ctx.Stop(m.pid)
@@ -433,6 +446,22 @@ func (a *jobActor) record(ctx actor.Context, st *intState, r *IntegrationResult,
 	a.startMore(ctx)
 }
 
+// unfinished is the results so far, and a failure for every integration
+// without one, in the export's order.
+func (a *jobActor) unfinished() []IntegrationResult {
+	have := map[string]bool{}
+	for _, r := range a.results {
+		have[r.ID] = true
+	}
+	out := slices.Clone(a.results)
+	for _, s := range a.job.spec.Integrations {
+		if !have[s.ID] {
+			out = append(out, IntegrationResult{ID: s.ID, Type: s.Type, Status: StatusFailed, Error: "the export's job stopped before this integration finished"})
+		}
+	}
+	return out
+}
+
 func (a *jobActor) maybeDone(ctx actor.Context) {
 	if a.running > 0 || a.next < len(a.job.spec.Integrations) {
 		return
@@ -444,8 +473,10 @@ func (a *jobActor) maybeDone(ctx actor.Context) {
 	}
 	slices.SortFunc(a.results, func(x, y IntegrationResult) int { return order[x.ID] - order[y.ID] })
 	a.job.result = ExportResult{Integrations: a.results}
-	close(a.job.done)
-	a.job.cancel(nil)
+	a.finished = true
+	// Done is closed once this actor has left the registry (Stopped), not
+	// here: a run of the same command started on Done (a router resuming
+	// it after a restart) would otherwise find the name still taken.
 	ctx.Stop(ctx.Self())
 }
 

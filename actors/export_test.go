@@ -202,3 +202,27 @@ func TestBackpressureIsNotAStall(t *testing.T) {
 		t.Fatalf("an export waiting on a full queue failed: %+v", w)
 	}
 }
+
+// TestSameExportStartsAgainOnceDone: a run of a command may start the
+// moment the previous run of the same command is done (the router resumes
+// a command as soon as its old run ended). Before, Done came before the
+// job's actor had left the registry, so such a start now and then failed
+// with "spawn: name exists" (seen in CI on the router-restart test).
+func TestSameExportStartsAgainOnceDone(t *testing.T) {
+	r := newRig(t, actors.ExportOptions{})
+	spec := actors.ExportSpec{ID: "again", Integrations: []actors.IntegrationSpec{
+		syntheticSpec(t, "a", `{"orgs":1,"repos_per_org":1,"items_per_repo":1}`)}}
+	for i := 0; i < 200; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		j, err := r.Exp.Start(ctx, spec)
+		if err != nil {
+			cancel()
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if _, err := j.Wait(ctx); err != nil {
+			cancel()
+			t.Fatalf("run %d: %v", i, err)
+		}
+		cancel()
+	}
+}
