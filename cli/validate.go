@@ -12,6 +12,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"courier/actors"
 	"courier/config"
 	"courier/integrations"
 )
@@ -40,7 +41,8 @@ func validateCommand() *ucli.Command {
 				return err
 			default:
 				defer closer.Close()
-				err = integrations.Safe(func() error { v = inst.Validate(c.Context); return nil })
+				// The backend's validate-config command runs the same.
+				v, err = actors.Validate(c.Context, inst)
 				if err != nil {
 					return fmt.Errorf("validation crashed: %w", err)
 				}
@@ -73,10 +75,8 @@ func onboardCommand() *ucli.Command {
 			}
 			defer e.close()
 			typ := c.String("object-type")
-			switch typ {
-			case integrations.ObjectUsers, integrations.ObjectRepos, integrations.ObjectProjects:
-			default:
-				return usageError("--object-type %q: want users, repos or projects", typ)
+			if err := actors.CheckObjectType(typ); err != nil {
+				return usageError("--object-type %v", err)
 			}
 			inst, closer, err := newIntegration(c, e)
 			if err != nil {
@@ -118,11 +118,10 @@ func writeObjects(ctx context.Context, inst integrations.Integration, typ, path 
 	}
 	enc := json.NewEncoder(w)
 	n := 0
-	err := integrations.Safe(func() error {
-		return inst.Onboard(ctx, typ, func(o integrations.Object) error {
-			n++
-			return enc.Encode(o)
-		})
+	// The backend's export-onboard-data command lists the same way.
+	err := actors.ListObjects(ctx, inst, typ, func(o integrations.Object) error {
+		n++
+		return enc.Encode(o)
 	})
 	if err != nil {
 		return n, err
