@@ -136,12 +136,20 @@ func (a *agent) start() {
 // stop stops the agent as service-run does on SIGTERM: the command loop
 // within a deadline, then the queue, the actors.
 func (a *agent) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a.stopWith(ctx)
+}
+
+// stopWith is stop with svcCtx as the command loop's deadline; the queue
+// still gets a minute to close.
+func (a *agent) stopWith(svcCtx context.Context) {
 	if a.sys == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a.svc.Stop(ctx)
+	a.svc.Stop(svcCtx)
 	if err := a.q.Close(ctx); err != nil {
 		a.t.Errorf("closing the queue: %v", err)
 	}

@@ -29,7 +29,11 @@ func task(fn func(ctx context.Context, s *Service, c backend.Command) (any, erro
 			return err
 		})
 		switch {
-		case err != nil && ctx.Err() != nil, errors.Is(context.Cause(ctx), errCancelled):
+		case ctx.Err() != nil:
+			// An answer made while cancelled or interrupted may be the
+			// cancellation's (a validation that could not reach its
+			// server): it is not the answer. An interrupted command runs
+			// again at the next start.
 			return backend.Result{Status: ResultCancelled, Error: "cancelled"}
 		case err != nil:
 			var p *integrations.PanicError

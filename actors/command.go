@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 
 	"courier/backend"
 	"courier/logging"
@@ -167,6 +168,7 @@ func (a *commandActor) Receive(ctx actor.Context) {
 			sys.Root.Send(self, &commandWorkDone{stored: stored})
 		}()
 	case *stopCommand:
+		a.log().Debug().Str("cause", m.cause.Error()).Msg("the command is told to stop")
 		a.cancelWork(m.cause)
 	case *commandWorkDone:
 		ctx.Send(a.router, &commandEnded{run: a.run, stored: m.stored})
@@ -174,12 +176,18 @@ func (a *commandActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		a.cancelWork(errInterrupted)
 		a.cancelLife()
+		a.log().Debug().Msg("the command's actor is stopping; waiting for its work to end")
 		select {
 		case <-a.done:
 		case <-time.After(15 * time.Second):
-			a.s.opts.Log.Error().Str(logging.FieldCommand, a.run.entry.Command.ID).Msg("command did not end within 15s of the stop; it resumes at the next start")
+			a.log().Error().Msg("command did not end within 15s of the stop; it resumes at the next start")
 		}
 	}
+}
+
+func (a *commandActor) log() *zerolog.Logger {
+	l := a.s.opts.Log.With().Str(logging.FieldComponent, "commands").Str(logging.FieldCommand, a.run.entry.Command.ID).Str("type", a.run.entry.Command.Type).Logger()
+	return &l
 }
 
 // execute is the command's straight line; it reports whether a result was
@@ -188,7 +196,7 @@ func (a *commandActor) Receive(ctx actor.Context) {
 func (a *commandActor) execute(life, work context.Context) bool {
 	e := a.run.entry
 	c := e.Command
-	log := a.s.opts.Log.With().Str(logging.FieldComponent, "commands").Str(logging.FieldCommand, c.ID).Str("type", c.Type).Logger()
+	log := a.log()
 	j := a.s.journal
 	if cur, ok, err := j.Get(c.ID); err == nil && ok && cur.State == journalDone {
 		return false // a late dispatch of a command that has its result already
