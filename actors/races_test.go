@@ -167,6 +167,8 @@ func TestRedeliveredUnfinishedCommandRuns(t *testing.T) {
 	if r := a.result(a.command("export", export(synth("later", map[string]any{"items_per_repo": 1})))); r.Status != "succeeded" {
 		t.Fatalf("later: %+v", r)
 	}
+	// Done, or running; read the journal again after asking the router,
+	// in case it ended in between.
 	if a.journal(id).State != "done" && !a.isRunning(id) && a.journal(id).State != "done" {
 		t.Fatalf("the journaled command did not run: %+v", a.journal(id))
 	}
