@@ -1,0 +1,184 @@
+package cli_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bgCourier is a courier command running in the background, its output in
+// files (no copying goroutines).
+type bgCourier struct {
+	cmd            *exec.Cmd
+	stdout, stderr string
+	done           chan struct{}
+}
+
+func startCourier(t *testing.T, root string, args ...string) *bgCourier {
+	t.Helper()
+	dir := t.TempDir()
+	b := &bgCourier{stdout: filepath.Join(dir, "stdout"), stderr: filepath.Join(dir, "stderr"), done: make(chan struct{})}
+	out, err := os.Create(b.stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	errf, err := os.Create(b.stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errf.Close()
+	b.cmd = exec.Command(courierBin, append([]string{"--root", root, "--log-format", "json"}, args...)...)
+	b.cmd.Env = childEnv()
+	b.cmd.Stdout, b.cmd.Stderr = out, errf
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = b.cmd.Wait(); close(b.done) }()
+	t.Cleanup(func() {
+		_ = b.cmd.Process.Kill()
+		<-b.done
+	})
+	return b
+}
+
+func (b *bgCourier) output() (stdout, stderr string) {
+	o, _ := os.ReadFile(b.stdout)
+	e, _ := os.ReadFile(b.stderr)
+	return string(o), string(e)
+}
+
+// waitUntil polls cond until it holds, failing if the command exits first.
+func (b *bgCourier) waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(cliDeadline)
+	for !cond() {
+		select {
+		case <-b.done:
+			o, e := b.output()
+			t.Fatalf("courier exited (%d) before %s\nstdout:\n%s\nstderr:\n%s", b.cmd.ProcessState.ExitCode(), what, o, tailLines(e, 20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within %s", what, cliDeadline)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// interrupt sends SIGINT, as Ctrl-C does, and returns the exit code.
+func (b *bgCourier) interrupt(t *testing.T) int {
+	t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(exitDeadline):
+		t.Fatalf("courier did not exit within %s of SIGINT", exitDeadline)
+	}
+	return b.cmd.ProcessState.ExitCode()
+}
+
+// ndjsonLines counts the records written under dir.
+func ndjsonLines(dir string) int {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
+	n := 0
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		n += bytes.Count(b, []byte("\n"))
+	}
+	return n
+}
+
+// Ctrl-C while an integration runs: the summary says what was exported and
+// what is on disk, and the command exits 130 (128 + SIGINT), as a shell
+// reports a command that Ctrl-C stopped.
+func TestExportInterruptedPrintsSummary(t *testing.T) {
+	root := e2e(t)
+	// The export sends 300 records one by one (delay_ms), then waits to be
+	// cancelled.
+	cfg := writeFile(t, t.TempDir(), "syn.yaml", "orgs: 1\nrepos_per_org: 1\nitems_per_repo: 1000\nhang_after: 300\ndelay_ms: 1\n")
+	b := startCourier(t, root, "export", "-i", "synthetic", "-c", cfg)
+	out := filepath.Join(root, "exports", "synthetic")
+	b.waitUntil(t, "300 records on disk", func() bool { return ndjsonLines(out) == 300 })
+	code := b.interrupt(t)
+	stdout, stderr := b.output()
+	if code != 130 {
+		t.Errorf("exit %d after SIGINT, want 130", code)
+	}
+	for _, want := range []string{"INTEGRATION", "synthetic", "cancelled", "300 (item 300)", "300 records written under " + filepath.Join(root, "exports")} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "interrupted by SIGINT") {
+		t.Errorf("stderr does not say it was interrupted:\n%s", tailLines(stderr, 5))
+	}
+}
+
+// Ctrl-C while the records are being written (here: they cannot be, the
+// output is a file): the summary still comes, with what is left queued and
+// why; the next run with the same id writes them and says so, although it
+// exports nothing new.
+func TestExportInterruptedWhileWritingPrintsSummary(t *testing.T) {
+	root := e2e(t)
+	cfg := writeFile(t, t.TempDir(), "syn.yaml", "orgs: 1\nrepos_per_org: 1\nitems_per_repo: 20\n")
+	notDir := writeFile(t, t.TempDir(), "not-a-folder", "")
+	b := startCourier(t, root, "export", "-i", "synthetic", "-c", cfg, "--output", notDir)
+	b.waitUntil(t, "the export to finish and the sink to fail", func() bool {
+		_, e := b.output()
+		return strings.Contains(e, `"integration finished"`) || strings.Contains(e, `"message":"integration finished"`)
+	})
+	code := b.interrupt(t)
+	stdout, _ := b.output()
+	if code != 130 {
+		t.Errorf("exit %d after SIGINT, want 130", code)
+	}
+	for _, want := range []string{"succeeded", "20 (item 20)", "no records written\n", "export/synthetic: 20 records queued, not yet written"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "nothing new") {
+		t.Errorf("the summary blames the source for records the sink did not write:\n%s", stdout)
+	}
+
+	r := runCourier(t, root, "export", "-i", "synthetic", "-c", cfg)
+	if r.code != 0 {
+		t.Fatalf("second run: %s", r)
+	}
+	if !strings.Contains(r.stdout, "20 records written under "+filepath.Join(root, "exports")) || ndjsonLines(filepath.Join(root, "exports", "synthetic")) != 20 {
+		t.Fatalf("the second run should write the 20 queued records and say so:\n%s", r)
+	}
+}
+
+// "records written" counts what reached the folder in this run: none after
+// a failed export (and not "nothing new": the export failed), none after an
+// export with nothing new.
+func TestExportSummarySaysWhatWasWritten(t *testing.T) {
+	root := e2e(t)
+	dir := t.TempDir()
+	bad := writeFile(t, dir, "bad.yaml", "repos:\n  - "+filepath.Join(dir, "no-such-repo")+"\n")
+	r := runCourier(t, root, "export", "-i", "git", "-c", bad)
+	if r.code != 1 {
+		t.Fatalf("export of a missing repo: %s", r)
+	}
+	if !strings.Contains(r.stdout, "\nno records written\n") || strings.Contains(r.stdout, "records written under") || strings.Contains(r.stdout, "nothing new") {
+		t.Fatalf("a failed export that wrote nothing:\n%s", r)
+	}
+
+	cfg := writeFile(t, dir, "syn.yaml", "orgs: 1\nrepos_per_org: 1\nitems_per_repo: 5\n")
+	if r := runCourier(t, root, "export", "-i", "synthetic", "-c", cfg); r.code != 0 || !strings.Contains(r.stdout, "5 records written under") {
+		t.Fatalf("first synthetic run: %s", r)
+	}
+	r = runCourier(t, root, "export", "-i", "synthetic", "-c", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "no records written: nothing new since the last export") || strings.Contains(r.stdout, "records written under") {
+		t.Fatalf("second synthetic run, nothing new: %s", r)
+	}
+}
