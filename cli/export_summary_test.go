@@ -2,9 +2,11 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,5 +182,37 @@ func TestExportSummarySaysWhatWasWritten(t *testing.T) {
 	r = runCourier(t, root, "export", "-i", "synthetic", "-c", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "no records written: nothing new since the last export") || strings.Contains(r.stdout, "records written under") {
 		t.Fatalf("second synthetic run, nothing new: %s", r)
+	}
+}
+
+// The bars end with the real count of the session they showed: a repo of
+// 300 items ended as 297/297 when the last tick before the end had read
+// 297 of 300. The bars are drawn on a terminal only, so the binary runs
+// under script(1), which gives it one.
+func TestExportProgressBarsEndWithTheRealCount(t *testing.T) {
+	root := e2e(t)
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatal("this test runs courier on a terminal with script(1): install util-linux's script (Debian: bsdutils)")
+	}
+	cfg := writeFile(t, t.TempDir(), "syn.yaml", "orgs: 1\nrepos_per_org: 1\nitems_per_repo: 300\ndelay_ms: 3\n")
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	// A pty made by script has no size; mpb draws nothing at width 0.
+	line := "stty cols 120 rows 40; exec " + strings.Join([]string{quote(courierBin), "--root", quote(root), "export", "-i", "synthetic", "-c", quote(cfg)}, " ")
+	ctx, cancel := context.WithTimeout(t.Context(), cliDeadline)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, scriptBin, "-qec", line, "/dev/null")
+	cmd.Env = append(childEnv(), "NO_COLOR=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("courier under script: %v\n%s", err, out)
+	}
+	counts := regexp.MustCompile(`item\s+(\d+)/(\d+)`).FindAllSubmatch(out, -1)
+	if len(counts) == 0 {
+		t.Fatalf("no progress bar for the item session in:\n%q", out)
+	}
+	last := counts[len(counts)-1]
+	if string(last[1]) != "300" || string(last[2]) != "300" {
+		t.Fatalf("the item bar ended as %s/%s, want 300/300", last[1], last[2])
 	}
 }
