@@ -57,6 +57,8 @@ type ServiceOptions struct {
 	// that run an integration directly (validate, onboarding).
 	CacheDir          func(id string) string
 	IntegrationLogger func(id string) (zerolog.Logger, io.Closer)
+	// BaseDir is as ExportOptions.BaseDir.
+	BaseDir string
 	// PollWait is the long poll's wait (default 30 s); ProgressEvery (5 s)
 	// and HeartbeatEvery (60 s) pace the reports.
 	PollWait       time.Duration
@@ -738,7 +740,7 @@ func (r *router) instance(c backend.Command, is IntegrationSpec) (integrations.I
 		log, closer = r.s.opts.IntegrationLogger(is.ID)
 	}
 	log = log.With().Str(logging.FieldCommand, c.ID).Logger()
-	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: r.s.opts.CacheDir(is.ID)}, is.Config)
+	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: r.s.opts.CacheDir(is.ID), BaseDir: r.s.opts.BaseDir}, is.Config)
 	if err != nil {
 		_ = closer.Close()
 		return nil, nil, err
