@@ -216,3 +216,31 @@ func TestExportProgressBarsEndWithTheRealCount(t *testing.T) {
 		t.Fatalf("the item bar ended as %s/%s, want 300/300", last[1], last[2])
 	}
 }
+
+// An integration's log keeps the run before as <id>.1, as a command's log
+// does: the log of an export that went wrong survives the next one.
+func TestIntegrationLogKeepsThePreviousRun(t *testing.T) {
+	root := e2e(t)
+	cfg := writeFile(t, t.TempDir(), "syn.yaml", "orgs: 1\nrepos_per_org: 1\nitems_per_repo: 3\n")
+	if r := runCourier(t, root, "export", "-i", "synthetic", "-c", cfg); r.code != 0 {
+		t.Fatalf("first export: %s", r)
+	}
+	ilog := filepath.Join(root, "logs", "integrations", "synthetic")
+	first, err := os.ReadFile(ilog)
+	if err != nil || len(first) == 0 {
+		t.Fatalf("the first run's integration log: %v (%d bytes)", err, len(first))
+	}
+	if r := runCourier(t, root, "export", "-i", "synthetic", "-c", cfg); r.code != 0 {
+		t.Fatalf("second export: %s", r)
+	}
+	kept, err := os.ReadFile(ilog + ".1")
+	if err != nil || !bytes.Equal(kept, first) {
+		t.Fatalf("%s.1 should hold the first run's log (%v):\n%s", ilog, err, kept)
+	}
+	if now, _ := os.ReadFile(ilog); bytes.Equal(now, first) || len(now) == 0 {
+		t.Fatalf("%s should hold the second run's log", ilog)
+	}
+	if _, err := os.Stat(filepath.Join(root, "logs", "export.1")); err != nil {
+		t.Fatalf("the command's log keeps its previous run too: %v", err)
+	}
+}
