@@ -28,7 +28,7 @@ import (
 
 func integrationFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringFlag{Name: "integration", Aliases: []string{"i"}, Usage: "integration type: " + strings.Join(integrations.Types(), ", ")},
+		&ucli.StringFlag{Name: "integration", Aliases: []string{"i"}, Usage: "integration type: " + strings.Join(integrations.Types(), ", ") + " (in send, -i is --incident-key, as in pd-send)"},
 		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "the integration's config as a YAML or JSON `FILE`"},
 		&ucli.StringFlag{Name: "id", Usage: "the integration's id (default: its type); records and tokens are kept under it"},
 	}
@@ -37,7 +37,13 @@ func integrationFlags() []ucli.Flag {
 func exportCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "export",
-		Usage: "run an export by hand; without an enrolled backend, records go to NDJSON files under exports/",
+		Usage: "run an export by hand into NDJSON files under <root>/exports/<id>/ (or --output)",
+		Description: "Records always go to local NDJSON files, also on an enrolled root: a manual export never\n" +
+			"uploads to the backend. Records the backend's exports left queued under the root stay queued\n" +
+			"for service-run (the summary lists them). While service-run holds the root, give the export\n" +
+			"a root of its own (--root /tmp/manual), or have the backend send an export command.\n" +
+			"Relative paths in a config (git repos) are relative to the root folder.\n" +
+			"Ctrl-C stops it with a summary (exit 130); the next run with the same --id resumes.",
 		UsageText: "courier export --integration git --config repos.yaml\n" +
 			"   courier export --params export-params.json",
 		Flags: append(integrationFlags(),
