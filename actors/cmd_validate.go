@@ -89,7 +89,7 @@ func (s *Service) instance(c backend.Command, is IntegrationSpec) (integrations.
 		log, closer = s.opts.IntegrationLogger(is.ID)
 	}
 	log = log.With().Str(logging.FieldCommand, c.ID).Logger()
-	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: s.opts.CacheDir(is.ID)}, is.Config)
+	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: s.opts.CacheDir(is.ID), BaseDir: s.opts.BaseDir}, is.Config)
 	if err != nil {
 		_ = closer.Close()
 		return nil, nil, err

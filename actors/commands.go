@@ -55,6 +55,8 @@ type ServiceOptions struct {
 	// that run an integration directly (validate, onboarding).
 	CacheDir          func(id string) string
 	IntegrationLogger func(id string) (zerolog.Logger, io.Closer)
+	// BaseDir is as ExportOptions.BaseDir.
+	BaseDir string
 	// PollWait is the long poll's wait (default 30 s); ProgressEvery (5 s)
 	// and HeartbeatEvery (60 s) pace the reports.
 	PollWait       time.Duration

@@ -87,6 +87,9 @@ type ExportOptions struct {
 	Log   zerolog.Logger
 	// CacheDir returns the private cache folder of an integration id.
 	CacheDir func(id string) string
+	// BaseDir is what relative paths in integration configs are resolved
+	// against (integrations.Options.BaseDir): the agent's root.
+	BaseDir string
 	// IntegrationLogger, when set, returns the logger of an integration id
 	// and what to close when it is done: the CLI's writes to Log's outputs
 	// and to logs/integrations/<id> (last run only).
@@ -555,7 +558,7 @@ func (a *integrationActor) start(ctx actor.Context) {
 	reg, err := integrations.Lookup(a.spec.Type)
 	var inst integrations.Integration
 	if err == nil {
-		inst, err = reg.New(integrations.Options{ID: a.spec.ID, Logger: log, CacheDir: a.opts.CacheDir(a.spec.ID), Attempt: int(a.st.attempt.Load())}, a.spec.Config)
+		inst, err = reg.New(integrations.Options{ID: a.spec.ID, Logger: log, CacheDir: a.opts.CacheDir(a.spec.ID), BaseDir: a.opts.BaseDir, Attempt: int(a.st.attempt.Load())}, a.spec.Config)
 	}
 	if err != nil {
 		close(a.done)

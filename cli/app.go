@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 
@@ -125,6 +126,16 @@ func setupWith(c *ucli.Context, command string, writeLog bool, extra io.Writer) 
 	}
 	c.App.Metadata[envKey] = e
 	return e, nil
+}
+
+// baseDir is the folder relative paths in integration configs are resolved
+// against: the root, made absolute now, so that a manual export and the
+// service (whose current folder is / under systemd) read a config alike.
+func (e *env) baseDir() string {
+	if abs, err := filepath.Abs(e.layout.Root); err == nil {
+		return abs
+	}
+	return e.layout.Root
 }
 
 // integrationLogger is the logger of one integration: the command's

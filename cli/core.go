@@ -97,6 +97,7 @@ func (c *core) exporter(cfg *config.Config) (*actors.Exporter, error) {
 		Store:             actors.QueueStore{Q: c.q},
 		Log:               e.log,
 		CacheDir:          func(id string) string { return filepath.Join(e.layout.Cache(), config.SafeName(id)) },
+		BaseDir:           e.baseDir(),
 		MaxParallel:       cfg.Exports.MaxParallel,
 		StallTimeout:      cfg.Exports.StallTimeout.Duration(),
 		IntegrationLogger: e.integrationLogger,

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -27,7 +28,7 @@ import (
 
 func integrationFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringFlag{Name: "integration", Aliases: []string{"i"}, Usage: "integration type: " + strings.Join(integrations.Types(), ", ")},
+		&ucli.StringFlag{Name: "integration", Aliases: []string{"i"}, Usage: "integration type: " + strings.Join(integrations.Types(), ", ") + " (in send, -i is --incident-key, as in pd-send)"},
 		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "the integration's config as a YAML or JSON `FILE`"},
 		&ucli.StringFlag{Name: "id", Usage: "the integration's id (default: its type); records and tokens are kept under it"},
 	}
@@ -36,7 +37,13 @@ func integrationFlags() []ucli.Flag {
 func exportCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "export",
-		Usage: "run an export by hand; without an enrolled backend, records go to NDJSON files under exports/",
+		Usage: "run an export by hand into NDJSON files under <root>/exports/<id>/ (or --output)",
+		Description: "Records always go to local NDJSON files, also on an enrolled root: a manual export never\n" +
+			"uploads to the backend. Records the backend's exports left queued under the root stay queued\n" +
+			"for service-run (the summary lists them). While service-run holds the root, give the export\n" +
+			"a root of its own (--root /tmp/manual), or have the backend send an export command.\n" +
+			"Relative paths in a config (git repos) are relative to the root folder.\n" +
+			"Ctrl-C stops it with a summary (exit 130); the next run with the same --id resumes.",
 		UsageText: "courier export --integration git --config repos.yaml\n" +
 			"   courier export --params export-params.json",
 		Flags: append(integrationFlags(),
@@ -205,7 +212,7 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 	// Only the keys this run creates go to the local folder. Other keys
 	// (an enrolled agent's backend exports, events) belong to the service:
 	// a nil Sink leaves them pending and starts no delivery actor for them.
-	sink := queue.DirSink{Dir: output}
+	sink := &countingSink{Sink: queue.DirSink{Dir: output}}
 	router := func(key string) queue.Route {
 		if keys[key] {
 			return queue.Route{Sink: sink}
@@ -221,8 +228,8 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := interruptible(parent)
+	defer cancel()
 	job, err := exp.Start(context.Background(), spec)
 	if err != nil {
 		return err
@@ -232,7 +239,7 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 	select {
 	case <-job.Done():
 	case <-ctx.Done():
-		e.log.Warn().Msg("interrupted: cancelling the export; what was sent is kept, and the next export resumes from the last tokens")
+		e.log.Warn().Msg("interrupted: cancelling the export; what was sent is kept, and the next export resumes from the last tokens (interrupt again to quit at once)")
 		job.Cancel()
 	case why := <-c.fatal:
 		job.Cancel()
@@ -240,26 +247,111 @@ func runManualExport(parent context.Context, e *env, cfg *config.Config, spec ac
 		return errors.New(why)
 	}
 	res, _ = job.Wait(context.Background())
-	if ctx.Err() != nil {
-		// Interrupted: the summary still says how far it got; what is
-		// queued is written by the next run.
-		ui.stop()
-		printSummary(e.stdout, res, "")
-		return withCode(ExitFailure, errors.New("interrupted; the next export resumes from the last tokens"))
+	own := func(k string) bool { return keys[k] }
+	if ctx.Err() == nil {
+		// Records are durable in the queue; wait for the local sink to have
+		// written them all, so the files are complete when the command
+		// returns.
+		err = c.drain(ctx, own, ui.draining)
 	}
-	// Records are durable in the queue; wait for the local sink to have
-	// written them all, so the files are complete when the command returns.
-	err = c.drain(ctx, func(k string) bool { return keys[k] }, ui.draining)
 	ui.stop()
+	if sig := interruptedBy(ctx); sig != nil {
+		// Interrupted, while exporting or while writing: the summary says
+		// how far it got; what is queued is written by the next run.
+		printSummary(e.stdout, res, output, sink.written.Load())
+		printLeftQueued(e.stdout, c.q, own)
+		return withCode(128+int(sig.(syscall.Signal)), fmt.Errorf("interrupted by %s; the next export with the same --id under this root resumes from the last tokens and writes what is queued", signalName(sig)))
+	}
 	if err != nil {
 		return fmt.Errorf("writing records to %s: %w (they stay queued and are written by the next run)", output, err)
 	}
-	printSummary(e.stdout, res, output)
+	printSummary(e.stdout, res, output, sink.written.Load())
 	printOthersPending(ctx, e.stdout, c.q, keys)
 	if res.Failed() {
 		return withCode(ExitFailure, errors.New("export failed (see above, and logs/export)"))
 	}
 	return nil
+}
+
+// countingSink counts the records the wrapped sink wrote in this run, so
+// the summary says what is on disk, not what was exported.
+type countingSink struct {
+	queue.Sink
+	written atomic.Int64
+}
+
+func (s *countingSink) Deliver(ctx context.Context, key string, batch []queue.Message) error {
+	err := s.Sink.Deliver(ctx, key, batch)
+	if err == nil {
+		s.written.Add(int64(len(batch)))
+	}
+	return err
+}
+
+// interruptedError is the cause of an export's context cancelled by a
+// signal.
+type interruptedError struct{ sig os.Signal }
+
+func (e *interruptedError) Error() string { return "interrupted by " + signalName(e.sig) }
+
+func signalName(s os.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT (Ctrl-C)"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
+}
+
+// interruptible is parent, cancelled by the first SIGINT or SIGTERM with
+// the signal as its cause. The first signal also restores the default
+// action, so a second one quits at once (the queue is crash-safe). The
+// watching goroutine ends with the returned cancel.
+func interruptible(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(sigs)
+		select {
+		case s := <-sigs:
+			cancel(&interruptedError{sig: s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// interruptedBy is the signal that cancelled ctx, or nil.
+func interruptedBy(ctx context.Context) os.Signal {
+	var ie *interruptedError
+	if errors.As(context.Cause(ctx), &ie) {
+		return ie.sig
+	}
+	return nil
+}
+
+// printLeftQueued says how many of this run's records are still queued
+// after an interrupt, and why the sink has not written them when it keeps
+// failing.
+func printLeftQueued(w io.Writer, q *queue.Queue, own func(string) bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	s, err := q.Status(ctx)
+	if err != nil {
+		return
+	}
+	for _, k := range s.Keys {
+		if !own(k.Key) || k.Pending == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s: %d records queued, not yet written: the next export with the same --id writes them", k.Key, k.Pending)
+		if k.LastError != "" {
+			fmt.Fprintf(w, " (last error writing them: %s)", k.LastError)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // printOthersPending says which keys this run left alone because they are
@@ -283,7 +375,9 @@ func printOthersPending(ctx context.Context, w io.Writer, q *queue.Queue, own ma
 		strings.Join(lines, "\n"))
 }
 
-func printSummary(w io.Writer, res actors.ExportResult, output string) {
+// printSummary prints the table of integrations, their errors, and how
+// many records the local sink wrote in this run (written) under output.
+func printSummary(w io.Writer, res actors.ExportResult, output string, written int64) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INTEGRATION\tSTATUS\tRECORDS\tDURATION\tRESTARTS\tINCREMENTAL")
 	for _, r := range res.Integrations {
@@ -302,10 +396,10 @@ func printSummary(w io.Writer, res actors.ExportResult, output string) {
 			(time.Duration(r.DurationMS) * time.Millisecond).Round(time.Millisecond), r.Restarts, r.Incremental)
 	}
 	_ = tw.Flush()
-	var written int64
+	var exported int64
 	for _, r := range res.Integrations {
 		for _, n := range r.Records {
-			written += n
+			exported += n
 		}
 	}
 	for _, r := range res.Integrations {
@@ -320,10 +414,11 @@ func printSummary(w io.Writer, res actors.ExportResult, output string) {
 		}
 	}
 	switch {
-	case output == "":
-	case written == 0:
-		fmt.Fprintf(w, "\nno records written (nothing new since the last export)\n")
-	default:
+	case written > 0:
 		fmt.Fprintf(w, "\n%d records written under %s\n", written, output)
+	case exported == 0 && !res.Failed():
+		fmt.Fprintf(w, "\nno records written: nothing new since the last export\n")
+	default:
+		fmt.Fprintf(w, "\nno records written\n")
 	}
 }

@@ -21,6 +21,8 @@ type localClient struct {
 	token  string
 	layout config.Layout
 	http   *http.Client
+	// started is when the service-run answering started (run/service.json).
+	started time.Time
 }
 
 func newLocalClient(e *env) (*localClient, error) {
@@ -28,7 +30,7 @@ func newLocalClient(e *env) (*localClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &localClient{base: "http://" + dialAddr(ri.Listen), layout: e.layout, http: &http.Client{Timeout: 30 * time.Second}}
+	c := &localClient{base: "http://" + dialAddr(ri.Listen), layout: e.layout, http: &http.Client{Timeout: 30 * time.Second}, started: ri.StartedAt}
 	// The token is needed only off loopback, but sending it always is
 	// harmless and keeps one code path.
 	if cfg, err := config.Load(e.layout.Config()); err == nil {

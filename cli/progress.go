@@ -84,6 +84,7 @@ func (u *progressUI) bars() {
 		top, sub *mpb.Bar
 		topName  string
 		subName  string
+		subPath  string // the session the sub bar shows
 		final    bool
 	}
 	bars := map[string]*pair{}
@@ -116,10 +117,18 @@ func (u *progressUI) bars() {
 				mu.Lock()
 				b.subName = "  " + strings.Join(a.Path[1:], "/")
 				mu.Unlock()
+				b.subPath = strings.Join(a.Path, "\x00")
 				setBar(b.sub, a.Current, a.Total)
 			}
 			if pr.State != "running" && pr.State != "waiting" {
 				b.final = true
+				// The bar was last set at a tick, while its session ran;
+				// it ended since then, so its final count comes from the
+				// tree, not from the bar (which read 270 of 300 at the
+				// last tick and would have been completed as 270/270).
+				if n := nodeAt(pr.Nodes, b.subPath); n != nil {
+					setBar(b.sub, n.Current, n.Total)
+				}
 				if pr.State == actors.StatusSucceeded {
 					b.top.SetTotal(max(b.top.Current(), 1), true)
 					b.sub.SetTotal(max(b.sub.Current(), 1), true)
@@ -167,6 +176,19 @@ func active(nodes []sessions.Node) *sessions.Node {
 		}
 	}
 	return best
+}
+
+// nodeAt is the node whose path joined by NUL is path, or nil.
+func nodeAt(nodes []sessions.Node, path string) *sessions.Node {
+	if path == "" {
+		return nil
+	}
+	for i := range nodes {
+		if strings.Join(nodes[i].Path, "\x00") == path {
+			return &nodes[i]
+		}
+	}
+	return nil
 }
 
 func total(m map[string]int64) int64 {

@@ -29,7 +29,7 @@ func sendCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "severity", Aliases: []string{"e"}, Usage: "critical, error, warning or info (trigger)", Value: "error"},
 			&ucli.StringFlag{Name: "client", Aliases: []string{"c"}, Usage: "name of the monitoring client"},
 			&ucli.StringFlag{Name: "client-url", Aliases: []string{"u"}, Usage: "URL of the monitoring client"},
-			&ucli.StringFlag{Name: "dedup-key", Aliases: []string{"y", "i", "incident-key"}, Usage: "deduplication key (required for acknowledge and resolve)"},
+			&ucli.StringFlag{Name: "dedup-key", Aliases: []string{"y", "i", "incident-key"}, Usage: "deduplication key (required for acknowledge and resolve); -i and --incident-key as in pd-send (in export, -i is --integration)"},
 			&ucli.StringSliceFlag{Name: "field", Aliases: []string{"f"}, Usage: "custom detail key=value (repeat)"},
 			&ucli.StringFlag{Name: "api-version", Usage: "v2, or v1 for the older Events API", Value: "v2"},
 		},

@@ -153,6 +153,7 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 			Backend: client, Queue: q, Exporter: exp, Log: e.log, Version: Version,
 			CacheDir:          func(id string) string { return filepath.Join(e.layout.Cache(), config.SafeName(id)) },
 			IntegrationLogger: e.integrationLogger,
+			BaseDir:           e.baseDir(),
 			Ships:             shipper,
 		})
 		if err != nil {

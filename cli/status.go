@@ -58,6 +58,12 @@ func statusCommand() *ucli.Command {
 				return err
 			}
 			_, err = fmt.Fprintf(e.stdout, "\npending %s, failed %s, on disk %s\n", size(s.PendingBytes), size(s.FailedBytes), size(s.DiskBytes))
+			if up := time.Since(lc.started); err == nil && !lc.started.IsZero() && up < time.Hour {
+				// The delivered counts live in the running process, as the
+				// /metrics counters do; say so rather than pass a young
+				// process's figure for an hour's.
+				_, err = fmt.Fprintf(e.stdout, "delivered (1h) counts from this service-run's start %s ago; it starts from 0 at every start\n", up.Round(time.Second))
+			}
 			return err
 		},
 	}

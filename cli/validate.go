@@ -151,7 +151,7 @@ func newIntegration(c *ucli.Context, e *env) (integrations.Integration, io.Close
 		return nil, nil, err
 	}
 	log, closer := e.integrationLogger(is.ID)
-	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: filepath.Join(e.layout.Cache(), config.SafeName(is.ID))}, is.Config)
+	inst, err := reg.New(integrations.Options{ID: is.ID, Logger: log, CacheDir: filepath.Join(e.layout.Cache(), config.SafeName(is.ID)), BaseDir: e.baseDir()}, is.Config)
 	if err != nil {
 		_ = closer.Close()
 		return nil, nil, err

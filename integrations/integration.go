@@ -32,6 +32,11 @@ type Options struct {
 	// CacheDir is a folder private to this integration id that survives
 	// between runs (git mirrors live here).
 	CacheDir string
+	// BaseDir is the folder a relative path in the config is resolved
+	// against: the agent's root, the same for a manual export and for the
+	// service (whose current folder is / under systemd). Empty means the
+	// current folder.
+	BaseDir string
 	// Attempt counts restarts within one export: 0 for the first run, 1
 	// after the first crash, and so on.
 	Attempt int

@@ -151,12 +151,7 @@ func NewTee(opts Options) (zerolog.Logger, Tee, io.Closer, error) {
 			return zerolog.Nop(), Tee{}, nil, errors.New("logging: Options.Command is required with Root: it names the log file")
 		}
 		path := config.Layout{Root: opts.Root}.Log(opts.Command)
-		// The previous run's log is kept as <command>.1: the log of a
-		// service-run that crashed must survive the restart that follows.
-		if err := os.Rename(path, path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return zerolog.Nop(), Tee{}, nil, fmt.Errorf("logging: keeping the previous log: %w", err)
-		}
-		f, err := OpenFile(path)
+		f, err := openKeepingPrevious(path)
 		if err != nil {
 			return zerolog.Nop(), Tee{}, nil, err
 		}
@@ -173,12 +168,13 @@ func NewTee(opts Options) (zerolog.Logger, Tee, io.Closer, error) {
 }
 
 // Open returns a logger writing to the Tee's outputs and to the file at
-// path (truncated: last run only). On error it returns the plain logger.
+// path, the previous run's kept as path.1 as for a command's log. On error
+// it returns the plain logger.
 func (t Tee) Open(path string) (zerolog.Logger, io.Closer, error) {
 	if t.out == nil {
 		return zerolog.Nop(), nopCloser{}, errors.New("logging: empty Tee")
 	}
-	f, err := OpenFile(path)
+	f, err := openKeepingPrevious(path)
 	if err != nil {
 		return zerolog.New(t.out).Level(t.level).Hook(timestampHook{}), nopCloser{}, err
 	}
@@ -212,6 +208,16 @@ func isTerminal(w io.Writer) bool {
 		return false
 	}
 	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}
+
+// openKeepingPrevious moves the previous run's log at path to path.1, then
+// opens path afresh: the log of a run that crashed survives the restart
+// that follows, for a command's log and an integration's alike.
+func openKeepingPrevious(path string) (io.WriteCloser, error) {
+	if err := os.Rename(path, path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("logging: keeping the previous log: %w", err)
+	}
+	return OpenFile(path)
 }
 
 type nopCloser struct{}

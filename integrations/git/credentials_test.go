@@ -39,7 +39,7 @@ func TestCredentialsInURLStayOffTheCommandLine(t *testing.T) {
 	defer srv.Close()
 	url := strings.Replace(srv.URL, "http://", "http://"+user+":"+pass+"@", 1) + "/" + filepath.Base(repo)
 
-	spec, err := parseRepo(0, url)
+	spec, err := parseRepo(0, url, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ type Remote struct {
 // IsRepoError; any other error (records that cannot be sent, cancellation)
 // must end the export.
 func ExportRemote(ctx context.Context, rs *sessions.Session, r Remote) (commits int64, err error) {
-	spec, err := parseRepo(0, r.URL)
+	spec, err := parseRepo(0, r.URL, "")
 	if err != nil {
 		return 0, entity(err)
 	}

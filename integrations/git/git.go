@@ -53,17 +53,18 @@ func (c *Config) Validate() error {
 	if len(c.Repos) == 0 {
 		return errors.New("repos: give at least one repository (a path or a URL)")
 	}
-	_, err := resolveRepos(c.Repos)
+	_, err := resolveRepos(c.Repos, "")
 	return err
 }
 
-// resolveRepos parses every configured repo; errors name the index.
-func resolveRepos(raw []string) ([]repoSpec, error) {
+// resolveRepos parses every configured repo, relative paths against base;
+// errors name the index.
+func resolveRepos(raw []string, base string) ([]repoSpec, error) {
 	var errs []error
 	specs := make([]repoSpec, 0, len(raw))
 	byName := map[string]int{}
 	for i, v := range raw {
-		s, err := parseRepo(i, v)
+		s, err := parseRepo(i, v, base)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repos[%d]: %w", i, err))
 			continue
@@ -84,13 +85,18 @@ type Git struct {
 	repos []repoSpec
 }
 
-// New builds an instance. Local paths are made absolute now, against the
-// current folder.
+// New builds an instance. Relative local paths are made absolute now,
+// against opts.BaseDir (the agent's root).
 func New(opts integrations.Options, cfg *Config) (*Git, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("git config: %w", err)
 	}
-	specs, _ := resolveRepos(cfg.Repos)
+	// Against the root, two entries can name one repo that did not look
+	// alike against the current folder.
+	specs, err := resolveRepos(cfg.Repos, opts.BaseDir)
+	if err != nil {
+		return nil, fmt.Errorf("git config: %w", err)
+	}
 	cache := opts.CacheDir
 	if cache == "" {
 		dir, err := os.UserCacheDir()

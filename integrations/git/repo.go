@@ -44,7 +44,10 @@ func (r repoSpec) label() string { return fmt.Sprintf("repos[%d] %s", r.index, r
 // scheme ("https://", "ssh://", "file://"), scp-like ssh ("user@host:path")
 // when a colon comes before any slash, and a local path otherwise (as git
 // itself decides).
-func parseRepo(index int, raw string) (repoSpec, error) {
+//
+// A relative local path is resolved against base (the agent's root), or
+// the current folder when base is empty.
+func parseRepo(index int, raw, base string) (repoSpec, error) {
 	s := repoSpec{index: index}
 	v := strings.TrimSpace(raw)
 	if v == "" {
@@ -92,6 +95,9 @@ func parseRepo(index int, raw string) (repoSpec, error) {
 		s.source, s.display = v, v
 		s.name = trimGitSuffix(strings.TrimPrefix(path, "/"))
 	default:
+		if base != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(base, v)
+		}
 		abs, err := filepath.Abs(v)
 		if err != nil {
 			return s, fmt.Errorf("resolve path: %w", err)

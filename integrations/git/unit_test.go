@@ -60,7 +60,7 @@ func TestParseRepo(t *testing.T) {
 		{"/home/u/proj/.git", "/home/u/proj", "/home/u/proj/.git"},
 		{"/srv/repos/my repo ü.git/", "/srv/repos/my repo ü", "/srv/repos/my repo ü.git"},
 	} {
-		s, err := parseRepo(0, tc.raw)
+		s, err := parseRepo(0, tc.raw, "")
 		if err != nil {
 			t.Errorf("%s: %v", tc.raw, err)
 			continue
@@ -69,19 +69,26 @@ func TestParseRepo(t *testing.T) {
 			t.Errorf("%s: name %q display %q, want %q %q", tc.raw, s.name, s.display, tc.name, tc.display)
 		}
 	}
-	s, err := parseRepo(0, "relative/dir")
+	s, err := parseRepo(0, "relative/dir", "")
 	if err != nil || !s.local || !strings.HasSuffix(s.name, "/relative/dir") || !strings.HasPrefix(s.name, "/") {
 		t.Errorf("relative path: %+v %v", s, err)
 	}
+	// Against a base (the agent's root), not the current folder.
+	if s, err := parseRepo(0, "../checkouts/web", "/srv/agent"); err != nil || s.name != "/srv/checkouts/web" || s.source != "/srv/checkouts/web" {
+		t.Errorf("relative path against a base: %+v %v", s, err)
+	}
+	if s, err := parseRepo(0, "/abs/api.git", "/srv/agent"); err != nil || s.name != "/abs/api" {
+		t.Errorf("absolute path with a base: %+v %v", s, err)
+	}
 	// mirror folders: readable, stable, distinct per address, no credentials
-	a, _ := parseRepo(0, "https://tok1@github.com/acme/api.git")
-	b, _ := parseRepo(0, "https://tok2@github.com/acme/api.git")
-	c, _ := parseRepo(0, "https://gitlab.com/acme/api.git")
+	a, _ := parseRepo(0, "https://tok1@github.com/acme/api.git", "")
+	b, _ := parseRepo(0, "https://tok2@github.com/acme/api.git", "")
+	c, _ := parseRepo(0, "https://gitlab.com/acme/api.git", "")
 	if mirrorDirName(a) != mirrorDirName(b) || mirrorDirName(a) == mirrorDirName(c) ||
 		!strings.HasPrefix(mirrorDirName(a), "acme_api-") || strings.Contains(mirrorDirName(a), "tok") {
 		t.Errorf("mirror names %q %q %q", mirrorDirName(a), mirrorDirName(b), mirrorDirName(c))
 	}
-	long, _ := parseRepo(0, "/"+strings.Repeat("ü/x", 40))
+	long, _ := parseRepo(0, "/"+strings.Repeat("ü/x", 40), "")
 	if n := mirrorDirName(long); len(n) > 60 || strings.ContainsAny(n, "/ü") {
 		t.Errorf("long name %q", n)
 	}
