@@ -62,8 +62,10 @@ func openCore(e *env, cfg *config.Config, router queue.Router, reg prometheus.Re
 		Spawn: func(p *actor.Props, name string) (*actor.PID, error) {
 			return g.Spawn(p, name, actors.Fatal)
 		},
-		KeyLabel:    keyLabel,
-		MetricsKeys: cfg.Queue.MetricsKeys,
+		KeyLabel:         keyLabel,
+		MetricsKeys:      cfg.Queue.MetricsKeys,
+		MinFreeBytes:     cfg.Queue.MinFreeBytes,
+		DiskReserveBytes: cfg.Queue.DiskReserveBytes,
 	})
 	if err != nil {
 		_ = g.Stop()

@@ -251,11 +251,13 @@ func runService(ctx context.Context, e *env, cfg *config.Config, ship *lazyWrite
 	return runErr
 }
 
-// healthy is the watchdog's check: local state only, bounded in time.
+// healthy is the watchdog's check: local state only, bounded in time. A
+// full disk is not unhealthy: a restart would not free space, the queue
+// refuses new data and goes on delivering, and /readyz says why.
 func healthy(q *queue.Queue) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := q.Ready(ctx); err != nil {
+	if err := q.Alive(ctx); err != nil {
 		return err
 	}
 	return q.Put(ctx, "health", "watchdog", []byte(time.Now().UTC().Format(time.RFC3339)))

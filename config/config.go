@@ -105,6 +105,12 @@ type Queue struct {
 	// MetricsKeys is how many routing keys (the most pending) get series of
 	// their own in /metrics; the others are summed under one label.
 	MetricsKeys int `yaml:"metrics_keys"`
+	// MinFreeBytes is the free space kept on the root's filesystem: below
+	// it new events are refused (503) while delivery goes on.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
+	// DiskReserveBytes is the reserve file released when the disk fills
+	// all the same, so that delivery can go on deleting.
+	DiskReserveBytes int64 `yaml:"disk_reserve_bytes"`
 }
 
 // Exports configures integration runs.
@@ -141,16 +147,18 @@ func (c *Config) SetToDefault() {
 			MaxConnections: 16,
 		},
 		Queue: Queue{
-			MaxPendingBytes: 1 << 30,
-			MaxPendingItems: 5_000_000,
-			MaxKeyBytes:     256 << 20,
-			MaxKeyItems:     2_000_000,
-			BatchMaxItems:   500,
-			BatchMaxBytes:   1 << 20,
-			Linger:          Duration(200 * time.Millisecond),
-			RetryAfter:      Duration(5 * time.Second),
-			IdleTimeout:     Duration(time.Minute),
-			MetricsKeys:     20,
+			MaxPendingBytes:  1 << 30,
+			MaxPendingItems:  5_000_000,
+			MaxKeyBytes:      256 << 20,
+			MaxKeyItems:      2_000_000,
+			BatchMaxItems:    500,
+			BatchMaxBytes:    1 << 20,
+			Linger:           Duration(200 * time.Millisecond),
+			RetryAfter:       Duration(5 * time.Second),
+			IdleTimeout:      Duration(time.Minute),
+			MetricsKeys:      20,
+			MinFreeBytes:     64 << 20,
+			DiskReserveBytes: 16 << 20,
 		},
 		Exports: Exports{
 			StallTimeout: Duration(15 * time.Minute),
@@ -262,6 +270,8 @@ func (c *Config) Validate() error {
 		p.add("queue.idle_timeout", "must be > 0")
 	}
 	positive(&p, "queue.metrics_keys", int64(q.MetricsKeys))
+	positive(&p, "queue.min_free_bytes", q.MinFreeBytes)
+	positive(&p, "queue.disk_reserve_bytes", q.DiskReserveBytes)
 
 	if c.Exports.StallTimeout <= 0 {
 		p.add("exports.stall_timeout", "must be > 0")

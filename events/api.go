@@ -284,6 +284,14 @@ func (a *api) accept(w http.ResponseWriter, r *http.Request, parse func([]byte) 
 		w.Header().Set("Retry-After", a.retryAfter)
 		msg := fmt.Sprintf("the agent is shutting down; retry after %s s", a.retryAfter)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "message": msg, "error": msg})
+	case errors.Is(err, queue.ErrDiskFull):
+		// 503, not 507: the condition is temporary (delivery frees space),
+		// Retry-After is defined for 503, and PagerDuty's clients retry a
+		// 503 as they would PagerDuty's own.
+		log.Warn().Err(err).Msg("event refused: the disk is full")
+		w.Header().Set("Retry-After", a.retryAfter)
+		msg := fmt.Sprintf("the agent's disk is full, so the event was not accepted (%v); retry after %s s", err, a.retryAfter)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "message": msg, "error": msg})
 	default:
 		// Disk full, I/O errors, the client going away: the event is not
 		// acknowledged, so the client keeps it and retries.
@@ -397,6 +405,11 @@ func (a *api) queueError(w http.ResponseWriter, what string, err error) {
 	if errors.Is(err, queue.ErrClosed) {
 		w.Header().Set("Retry-After", a.retryAfter)
 		writeError(w, http.StatusServiceUnavailable, what+": the agent is shutting down")
+		return
+	}
+	if errors.Is(err, queue.ErrDiskFull) {
+		w.Header().Set("Retry-After", a.retryAfter)
+		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
 		return
 	}
 	a.log.Error().Err(err).Msg(what)

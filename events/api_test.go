@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -277,6 +278,8 @@ func TestEnqueueQueueErrors(t *testing.T) {
 		"wrapped":   {errors.Join(errors.New("key quota"), queue.ErrFull), http.StatusTooManyRequests, "retry after 3 s", "3"},
 		"closed":    {queue.ErrClosed, http.StatusServiceUnavailable, "shutting down", "3"},
 		"disk full": {errors.New("write db/000123.log: no space left on device"), http.StatusServiceUnavailable, "could not store the event, so it was not accepted: write db/000123.log: no space left on device", "3"},
+		"queue disk full": {fmt.Errorf("%w: 1000 bytes free under db", queue.ErrDiskFull), http.StatusServiceUnavailable,
+			"the agent's disk is full, so the event was not accepted (the disk holding the queue is full: 1000 bytes free under db); retry after 3 s", "3"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -519,6 +522,13 @@ func TestQueueRetry(t *testing.T) {
 	closed := apiServer(t, &fakeQueue{retryErr: queue.ErrClosed})
 	r := do(t, http.MethodPost, closed.URL+"/v1/queue/retry", `{}`)
 	r.mustError(t, http.StatusServiceUnavailable, "shutting down")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+
+	full := apiServer(t, &fakeQueue{retryErr: fmt.Errorf("%w: 10 bytes free under db", queue.ErrDiskFull)})
+	r = do(t, http.MethodPost, full.URL+"/v1/queue/retry", `{}`)
+	r.mustError(t, http.StatusServiceUnavailable, "could not retry the failed items: the disk holding the queue is full: 10 bytes free under db")
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}

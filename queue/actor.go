@@ -64,6 +64,7 @@ type (
 		pid    *actor.PID
 	}
 	respawnReq struct{ key string }
+	diskTick   struct{}
 	flushMsg   struct{}
 	commitDone struct {
 		c   *commit
@@ -110,6 +111,7 @@ type queueActor struct {
 	compactCancel       context.CancelFunc
 	compactWG           sync.WaitGroup
 	lastCommitErrLogged time.Time
+	diskTickQueued      bool // a diskTick is on its way (disk.go)
 }
 
 func newQueueActor(sys *actor.ActorSystem, st *store, opts Options, metas map[string]keyMeta, m *metrics, log zerolog.Logger) *queueActor {
@@ -162,6 +164,10 @@ func (a *queueActor) Receive(ctx actor.Context) {
 			m.reply <- retryResult{err: ErrClosed}
 			return
 		}
+		if err := a.st.disk.err(); err != nil {
+			m.reply <- retryResult{err: err} // a retry rewrites its dead letters
+			return
+		}
 		a.add(ctx, m)
 	case *flushMsg:
 		a.flushScheduled = false
@@ -181,6 +187,8 @@ func (a *queueActor) Receive(ctx actor.Context) {
 				a.ensureDeliverer(ctx, m.key, ks)
 			}
 		}
+	case *diskTick:
+		a.onDiskTick(ctx)
 	case *actor.Terminated:
 		a.onTerminated(ctx, m)
 	case *compactDone:
@@ -224,8 +232,13 @@ func (a *queueActor) onEnqueue(ctx actor.Context, r *enqueueReq) {
 	// the key's order of arrival is kept even when room appears; waiters of
 	// other keys do not hold it back.
 	if a.fits(ks, r) && (r.policy == Refuse || ks.waiting == 0) {
-		a.admit(ctx, ks, r)
-		return
+		if a.admitDisk(ctx, r) {
+			a.admit(ctx, ks, r)
+			return
+		}
+		if r.policy == Refuse {
+			return // answered ErrDiskFull
+		}
 	}
 	if r.policy == Refuse || len(a.waiters) >= a.opts.MaxWaiters {
 		a.metrics.refused.Inc()
@@ -545,7 +558,7 @@ func (a *queueActor) commitSucceeded(ctx actor.Context, c *commit) {
 			ks.sinceCompact += n
 			a.metrics.delivered.Add(float64(ok))
 			a.metrics.failed.Add(float64(len(r.failed)))
-			if ks.sinceCompact >= a.opts.CompactEvery {
+			if ks.sinceCompact >= a.opts.CompactEvery || a.st.disk.isFull() {
 				a.compactKey(ctx, r.key, ks)
 			}
 		}
@@ -573,6 +586,10 @@ func (a *queueActor) wakeWaiters(ctx actor.Context) {
 	}
 	kept := a.waiters[:0]
 	blocked := map[string]bool{}
+	diskOK := a.st.disk.err() == nil
+	if !diskOK {
+		a.scheduleDiskTick(ctx)
+	}
 	for _, r := range a.waiters {
 		ks := a.key(r.key)
 		if r.ctx.Err() != nil {
@@ -580,7 +597,7 @@ func (a *queueActor) wakeWaiters(ctx actor.Context) {
 			r.reply <- r.ctx.Err()
 			continue
 		}
-		if !blocked[r.key] && a.fits(ks, r) {
+		if !blocked[r.key] && diskOK && a.fits(ks, r) && a.admitDisk(ctx, r) {
 			ks.waiting--
 			a.admit(ctx, ks, r)
 			continue

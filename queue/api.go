@@ -120,6 +120,11 @@ type Status struct {
 	DeliveredHour  int64       `json:"delivered_last_hour"`
 	OldestPendingS float64     `json:"oldest_pending_age_s"`
 	DiskBytes      int64       `json:"disk_bytes"`
+	// DiskFreeBytes is the free space on the store's filesystem at the
+	// last check; -1 when it cannot be read.
+	DiskFreeBytes int64 `json:"disk_free_bytes"`
+	// DiskFull, when set, says why new data is refused (ErrDiskFull).
+	DiskFull string `json:"disk_full,omitempty"`
 	// Waiting is how many Wait producers are parked for room.
 	Waiting int64 `json:"waiting"`
 }

@@ -60,6 +60,14 @@ type Options struct {
 	// KeyLabel turns a routing key into what logs and metrics may show:
 	// a PagerDuty routing key is a credential.
 	KeyLabel func(key string) string
+	// MinFreeBytes is the free space kept on the store's filesystem: below
+	// it new data is refused with ErrDiskFull (Wait producers wait), while
+	// delivery and its deletes go on. Zero means 64 MiB; negative, none.
+	MinFreeBytes int64
+	// DiskReserveBytes is the size of the reserve file released when a
+	// write hits ENOSPC all the same, so that Pebble's write succeeds and
+	// delivery can go on deleting. Zero means 16 MiB; negative, none.
+	DiskReserveBytes int64
 	// MetricsKeys is how many routing keys, those with the most pending,
 	// get series of their own in the metrics; the rest are summed under
 	// routing_key="other". Zero means 20.
@@ -100,6 +108,8 @@ func (o *Options) setDefaults() {
 	if o.CompactEvery == 0 {
 		o.CompactEvery = 100_000
 	}
+	o.MinFreeBytes = diskDefault(o.MinFreeBytes, defaultMinFree)
+	o.DiskReserveBytes = diskDefault(o.DiskReserveBytes, defaultDiskReserve)
 	if o.KeyLabel == nil {
 		o.KeyLabel = func(k string) string { return k }
 	}
@@ -126,7 +136,7 @@ type Queue struct {
 // Records that were in flight when the process stopped are pending again.
 func Open(sys *actor.ActorSystem, opts Options) (*Queue, error) {
 	opts.setDefaults()
-	st, err := openStore(opts.Dir, opts.FS, opts.Logger)
+	st, err := openStoreLimits(opts.Dir, opts.FS, opts.Logger, opts.DiskReserveBytes, opts.MinFreeBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +242,10 @@ func (q *Queue) Status(ctx context.Context) (Status, error) {
 	select {
 	case s := <-r.reply:
 		s.DiskBytes = q.st.diskBytes()
+		s.DiskFreeBytes = q.st.disk.freeBytes()
+		if err := q.st.disk.err(); err != nil {
+			s.DiskFull = err.Error()
+		}
 		if !q.closed.Load() {
 			q.st.fillLastErrors(&s)
 		}
@@ -280,8 +294,19 @@ func (q *Queue) Retry(ctx context.Context, key string) (int, error) {
 	}
 }
 
-// Ready reports whether the store is open and the queue actor answering.
+// Ready reports whether the queue takes new data: the store open, the
+// queue actor answering and room on the disk.
 func (q *Queue) Ready(ctx context.Context) error {
+	if err := q.Alive(ctx); err != nil {
+		return err
+	}
+	return q.st.disk.err()
+}
+
+// Alive reports whether the store is open and the queue actor answering.
+// A full disk is not a failure of the process (a restart would not help),
+// so this is what a watchdog checks.
+func (q *Queue) Alive(ctx context.Context) error {
 	if !q.ready.Load() {
 		return errors.New("queue is not open")
 	}

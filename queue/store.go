@@ -19,21 +19,38 @@ type store struct {
 	// incarnation names this store's sequence space in batch ids; see
 	// Message.Store.
 	incarnation string
+	// disk keeps the filesystem from filling under Pebble.
+	disk *diskGuard
 }
 
+// openStore opens the store with the default disk limits.
 func openStore(dir string, fs vfs.FS, log zerolog.Logger) (*store, error) {
+	return openStoreLimits(dir, fs, log, defaultDiskReserve, defaultMinFree)
+}
+
+// openStoreLimits opens the store keeping minFree bytes free on its
+// filesystem and a reserve of reserve bytes (see diskGuard).
+func openStoreLimits(dir string, fs vfs.FS, log zerolog.Logger, reserve, minFree int64) (*store, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open queue store %s: %w", dir, err)
+	}
+	qlog := log.With().Str("component", "queue").Logger()
+	guard := newDiskGuard(fs, dir, reserve, minFree, qlog)
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log: log.With().Str("component", "pebble").Logger()},
-	}
-	if fs != nil {
-		opts.FS = fs
+		// A write that hits ENOSPC releases the reserve and is retried once:
+		// Pebble cannot survive a failed WAL write.
+		FS: vfs.OnDiskFull(fs, guard.onDiskFull),
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open queue store %s: %w", dir, err)
 	}
-	s := &store{db: db}
+	s := &store{db: db, disk: guard}
 	inc, err := s.get(storeNS, "incarnation")
 	switch {
 	case err == nil:
@@ -272,9 +289,20 @@ type pebbleLogger struct{ log zerolog.Logger }
 
 func (l pebbleLogger) Infof(format string, args ...any)  { l.log.Debug().Msgf(format, args...) }
 func (l pebbleLogger) Errorf(format string, args ...any) { l.log.Error().Msgf(format, args...) }
+
+// Fatalf is called when Pebble cannot go on (a failed WAL write leaves its
+// commit pipeline broken); the process stops so that systemd starts it on a
+// store reopened from what was synced. A full disk ends here only when the
+// reserve (diskGuard) was not enough, so the message says what to do.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.WithLevel(zerolog.FatalLevel).Msgf(format, args...)
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	for _, a := range args {
+		if err, ok := a.(error); ok && vfs.IsNoSpaceError(err) {
+			msg += "; the disk is full past the queue's reserve: free space on this filesystem (or raise queue.min_free_bytes and queue.disk_reserve_bytes)"
+		}
+	}
+	l.log.WithLevel(zerolog.FatalLevel).Msg(msg)
+	panic(msg)
 }
 
 // quarantineNS is the namespace where unreadable metadata is kept, by
