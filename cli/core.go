@@ -62,8 +62,10 @@ func openCore(e *env, cfg *config.Config, router queue.Router, reg prometheus.Re
 		Spawn: func(p *actor.Props, name string) (*actor.PID, error) {
 			return g.Spawn(p, name, actors.Fatal)
 		},
-		KeyLabel:    keyLabel,
-		MetricsKeys: cfg.Queue.MetricsKeys,
+		KeyLabel:       keyLabel,
+		MetricsKeys:    cfg.Queue.MetricsKeys,
+		MaxFailedBytes: cfg.Queue.MaxFailedBytes,
+		MaxFailedAge:   cfg.Queue.MaxFailedAge.Duration(),
 	})
 	if err != nil {
 		_ = g.Stop()

@@ -105,6 +105,12 @@ type Queue struct {
 	// MetricsKeys is how many routing keys (the most pending) get series of
 	// their own in /metrics; the others are summed under one label.
 	MetricsKeys int `yaml:"metrics_keys"`
+	// MaxFailedBytes bounds dead letters, all keys together, apart from the
+	// pending quotas; past it the oldest are dropped.
+	MaxFailedBytes int64 `yaml:"max_failed_bytes"`
+	// MaxFailedAge drops dead letters that failed longer ago; 0 keeps them
+	// until the quota needs their room.
+	MaxFailedAge Duration `yaml:"max_failed_age"`
 }
 
 // Exports configures integration runs.
@@ -151,6 +157,11 @@ func (c *Config) SetToDefault() {
 			RetryAfter:      Duration(5 * time.Second),
 			IdleTimeout:     Duration(time.Minute),
 			MetricsKeys:     20,
+			// 64 MiB: tens of thousands of refused events to look at,
+			// a sixteenth of max_pending_bytes. No age limit by default:
+			// dead letters are the only copy of what was refused, and the
+			// quota already bounds the disk they take.
+			MaxFailedBytes: 64 << 20,
 		},
 		Exports: Exports{
 			StallTimeout: Duration(15 * time.Minute),
@@ -262,6 +273,10 @@ func (c *Config) Validate() error {
 		p.add("queue.idle_timeout", "must be > 0")
 	}
 	positive(&p, "queue.metrics_keys", int64(q.MetricsKeys))
+	positive(&p, "queue.max_failed_bytes", q.MaxFailedBytes)
+	if q.MaxFailedAge < 0 {
+		p.add("queue.max_failed_age", "must be >= 0 (0 keeps dead letters until queue.max_failed_bytes needs their room)")
+	}
 
 	if c.Exports.StallTimeout <= 0 {
 		p.add("exports.stall_timeout", "must be > 0")

@@ -61,6 +61,8 @@ var comments = map[string]string{
 	"queue.retry_after":       "Retry-After answered to local HTTP clients while the queue is full.",
 	"queue.idle_timeout":      "Idle time after which a routing key's delivery actor stops.",
 	"queue.metrics_keys":      "Routing keys (the most pending) with series of their own in /metrics; the rest are summed.",
+	"queue.max_failed_bytes":  "Most bytes of dead letters (refused for good), all routing keys together; past it the oldest are dropped.",
+	"queue.max_failed_age":    "Dead letters that failed longer ago than this are dropped (0 = kept until max_failed_bytes needs the room).",
 
 	"exports":               "Integration exports.",
 	"exports.stall_timeout": "An integration making no progress for this long is cancelled.",
