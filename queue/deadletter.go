@@ -268,9 +268,10 @@ func keysAfter(r pebble.Reader, after string) ([]string, error) {
 }
 
 // Purge selects dead letters to drop: of Key ("" = every key), only Seq
-// when it is not 0, only those that failed before OlderThan when it is set.
+// when OneSeq, only those that failed before OlderThan when it is set.
 type Purge struct {
 	Key       string
+	OneSeq    bool
 	Seq       uint64
 	OlderThan time.Time
 }
@@ -290,7 +291,7 @@ func (q *Queue) Purge(ctx context.Context, p Purge) (PurgeResult, error) {
 	if q.closed.Load() {
 		return PurgeResult{}, ErrClosed
 	}
-	if p.Seq != 0 && p.Key == "" {
+	if p.OneSeq && p.Key == "" {
 		return PurgeResult{}, errors.New("purge: a seq needs its routing key")
 	}
 	r := &purgeReq{p: p, reply: make(chan purgeReply, 1)}
@@ -435,7 +436,7 @@ func (a *queueActor) buildDeadLetterOps(b *pebble.Batch, c *commit) error {
 		}
 		for _, k := range keys {
 			err := a.scanFailed(k, gone[k], func(seq uint64, at time.Time, size int64) bool {
-				if r.p.Seq != 0 && seq != r.p.Seq {
+				if r.p.OneSeq && seq != r.p.Seq {
 					return seq < r.p.Seq
 				}
 				if !r.p.OlderThan.IsZero() && !at.Before(r.p.OlderThan) {
@@ -445,13 +446,13 @@ func (a *queueActor) buildDeadLetterOps(b *pebble.Batch, c *commit) error {
 				r.res.Dropped++
 				r.res.Bytes += size
 				r.res.ByKey[k]++
-				return r.p.Seq == 0
+				return !r.p.OneSeq
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("purge %s: %w", k, err))
 			}
 		}
-		if r.p.Seq != 0 && r.res.Dropped == 0 {
+		if r.p.OneSeq && r.res.Dropped == 0 {
 			r.err = ErrNoItem
 		}
 	}

@@ -244,12 +244,12 @@ func TestDeadLetterListShowPurge(t *testing.T) {
 	if _, err := q.Purge(ctx, Purge{Key: "nope"}); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("purge of an unknown key: %v", err)
 	}
-	if _, err := q.Purge(ctx, Purge{Key: "k1", Seq: 999}); !errors.Is(err, ErrNoItem) {
+	if _, err := q.Purge(ctx, Purge{Key: "k1", OneSeq: true, Seq: 999}); !errors.Is(err, ErrNoItem) {
 		t.Fatalf("purge of an unknown seq: %v", err)
 	}
 
 	// One.
-	res, err := q.Purge(ctx, Purge{Key: "k1", Seq: all[1].Seq})
+	res, err := q.Purge(ctx, Purge{Key: "k1", OneSeq: true, Seq: all[1].Seq})
 	if err != nil || res.Dropped != 1 || res.ByKey["k1"] != 1 {
 		t.Fatalf("purge one: %+v %v", res, err)
 	}
