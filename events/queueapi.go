@@ -88,11 +88,10 @@ func (a *api) queueKeyParam(w http.ResponseWriter, r *http.Request, given string
 }
 
 // itemsError answers the queue's errors about what the request named.
-func (a *api) itemsError(w http.ResponseWriter, r *http.Request, key string, seq uint64, what string, err error) {
-	shown := key
-	if !a.guard.showsKeys(r) {
-		shown = redact.QueueKey(key)
-	}
+func (a *api) itemsError(w http.ResponseWriter, key string, seq uint64, what string, err error) {
+	// Redacted even for the token's holder: the caller knows what it
+	// gave, and errors end up in terminals and logs.
+	shown := redact.QueueKey(key)
 	switch {
 	case errors.Is(err, queue.ErrUnknownKey):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no routing key in the queue matches %s; `courier status` lists them", shown))
@@ -140,7 +139,7 @@ func (a *api) items(w http.ResponseWriter, r *http.Request) {
 			a.queueError(w, "could not list the queue's items", err)
 			return
 		}
-		a.itemsError(w, r, query.Key, 0, "", err)
+		a.itemsError(w, query.Key, 0, "", err)
 		return
 	}
 	show := a.guard.showsKeys(r)
@@ -177,7 +176,7 @@ func (a *api) item(w http.ResponseWriter, r *http.Request) {
 	}
 	it, err := a.q.Item(key, seq)
 	if err != nil {
-		a.itemsError(w, r, key, seq, "could not read the item", err)
+		a.itemsError(w, key, seq, "could not read the item", err)
 		return
 	}
 	resp := ItemResponse{Item: it}
@@ -269,7 +268,7 @@ func (a *api) purge(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.q.Purge(r.Context(), p)
 	if err != nil {
-		a.itemsError(w, r, p.Key, p.Seq, "could not purge", err)
+		a.itemsError(w, p.Key, p.Seq, "could not purge", err)
 		return
 	}
 	show := a.guard.showsKeys(r)
