@@ -41,8 +41,9 @@ func queueCommand() *ucli.Command {
 				Name:      "show",
 				Usage:     "show one item with its stored event (routing keys redacted unless --show-keys)",
 				ArgsUsage: "SEQ",
-				Flags:     []ucli.Flag{keyFlag("its key (required)"), jsonFlag, showKeys},
-				Action:    queueShow,
+				Flags: []ucli.Flag{keyFlag("its key (required)"),
+					&ucli.StringFlag{Name: "seq", Usage: "SEQ as a flag, so that flags may follow it"}, jsonFlag, showKeys},
+				Action: queueShow,
 			},
 			{
 				Name:  "purge",
@@ -177,6 +178,9 @@ func queueShow(c *ucli.Context) error {
 	// issue and the README write it, is read here.
 	if len(args) == 3 && (args[1] == "-k" || args[1] == "--routing-key") && key == "" {
 		args, key = args[:1], args[2]
+	}
+	if s := c.String("seq"); s != "" && len(args) == 0 {
+		args = []string{s}
 	}
 	if len(args) != 1 {
 		return usageError("queue show takes one SEQ (as courier queue ls shows it) and -k KEY")
