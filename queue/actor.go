@@ -285,6 +285,9 @@ func (a *queueActor) add(ctx actor.Context, op any) {
 		}
 		return
 	}
+	if a.holdForNextCommit(op) {
+		return
+	}
 	a.pending = append(a.pending, op)
 	if a.inflight == nil && !a.flushScheduled {
 		a.flushScheduled = true
@@ -493,6 +496,7 @@ func (a *queueActor) onCommitDone(ctx actor.Context, d *commitDone) {
 	} else {
 		a.commitSucceeded(ctx, c)
 	}
+	a.releaseHeld(ctx)
 	if len(a.pending) > 0 {
 		a.startCommit(ctx)
 	} else if a.closing != nil {

@@ -333,6 +333,11 @@ type deadLetterState struct {
 	// disagrees with the records cannot make the actor commit forever.
 	stuck bool
 	timer *time.Timer
+	// held are ops kept out of a commit that already has a retry (or, for
+	// a retry, a purge or trim): the dead-letter ops read dead letters
+	// from the database at the start of a commit and retry reads them
+	// from it too, so in one batch both would take the same records.
+	held []any
 }
 
 // onDeadLetterMsg handles the messages of this file; false when m is not one.
@@ -357,6 +362,39 @@ func (a *queueActor) onDeadLetterMsg(ctx actor.Context, m any) bool {
 		return false
 	}
 	return true
+}
+
+// holdForNextCommit keeps op for the next commit when the one being
+// gathered would hold both a retry and a purge or trim.
+func (a *queueActor) holdForNextCommit(op any) bool {
+	isDL := func(o any) bool {
+		switch o.(type) {
+		case *purgeReq, *trimReq:
+			return true
+		}
+		return false
+	}
+	_, isRetry := op.(*retryReq)
+	if !isRetry && !isDL(op) {
+		return false
+	}
+	for _, p := range a.pending {
+		_, pRetry := p.(*retryReq)
+		if (isRetry && isDL(p)) || (isDL(op) && pRetry) {
+			a.dl.held = append(a.dl.held, op)
+			return true
+		}
+	}
+	return false
+}
+
+// releaseHeld gathers the held ops into the next commit.
+func (a *queueActor) releaseHeld(ctx actor.Context) {
+	held := a.dl.held
+	a.dl.held = nil
+	for _, op := range held {
+		a.add(ctx, op)
+	}
 }
 
 // scheduleDeadLetterTick arms the age check: a tenth of the age limit, at
