@@ -85,6 +85,9 @@ func (e *Error) Error() string {
 // context.Canceled) works through an *Error.
 func (e *Error) Unwrap() error { return e.Err }
 
+// HTTPStatus is Status; the queue keeps it with a dead letter.
+func (e *Error) HTTPStatus() int { return e.Status }
+
 // KindOf classifies any error of this package. Errors that are not an
 // *Error (a context error, anything unexpected) are Retryable: the
 // conservative answer for an agent that must not drop data. err must not be

@@ -62,6 +62,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *ucli.App {
 			sendCommand(),
 			statusCommand(),
 			retryCommand(),
+			queueCommand(),
 			versionCommand(),
 			devBackendCommand(),
 			helpCommand(),

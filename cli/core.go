@@ -66,6 +66,8 @@ func openCore(e *env, cfg *config.Config, router queue.Router, reg prometheus.Re
 		MetricsKeys:      cfg.Queue.MetricsKeys,
 		MinFreeBytes:     cfg.Queue.MinFreeBytes,
 		DiskReserveBytes: cfg.Queue.DiskReserveBytes,
+		MaxFailedBytes:   cfg.Queue.MaxFailedBytes,
+		MaxFailedAge:     cfg.Queue.MaxFailedAge.Duration(),
 	})
 	if err != nil {
 		_ = g.Stop()

@@ -97,6 +97,10 @@ func TestGlobalFlagsBeforeOrAfterTheCommand(t *testing.T) {
 		"send":                {"-k", key, "-t", "trigger", "-d", "disk full"},
 		"status":              {},
 		"retry":               {},
+		"queue":               {},
+		"queue ls":            {},
+		"queue show":          {"-k", key, "--seq", "1"},
+		"queue purge":         {"--all"},
 		"version":             {},
 		"help":                {"init"},
 		"service":             {},
@@ -137,11 +141,11 @@ func TestGlobalFlagsBeforeOrAfterTheCommand(t *testing.T) {
 			}
 			// The root was used: named in the output, or written to.
 			if !strings.Contains(ra.stdout+ra.stderr, after) {
-				if _, err := os.Stat(after); err != nil && !slices.Contains([]string{"version", "help", "service", "enroll", "service uninstall"}, name) {
+				if _, err := os.Stat(after); err != nil && !slices.Contains([]string{"version", "help", "service", "queue", "enroll", "service uninstall"}, name) {
 					t.Fatalf("courier %s --root %s: the root is neither named nor created: %s", name, after, ra)
 				}
 			}
-			if ra.stderr != "" && name != "help" && name != "version" && name != "service" {
+			if ra.stderr != "" && name != "help" && name != "version" && name != "service" && name != "queue" {
 				// --log-format json after the command: every log line is JSON.
 				for _, line := range strings.Split(strings.TrimSpace(ra.stderr), "\n") {
 					if strings.HasPrefix(line, "{") || strings.HasPrefix(line, "courier: ") {

@@ -111,6 +111,12 @@ type Queue struct {
 	// DiskReserveBytes is the reserve file released when the disk fills
 	// all the same, so that delivery can go on deleting.
 	DiskReserveBytes int64 `yaml:"disk_reserve_bytes"`
+	// MaxFailedBytes bounds dead letters, all keys together, apart from the
+	// pending quotas; past it the oldest are dropped.
+	MaxFailedBytes int64 `yaml:"max_failed_bytes"`
+	// MaxFailedAge drops dead letters that failed longer ago; 0 keeps them
+	// until the quota needs their room.
+	MaxFailedAge Duration `yaml:"max_failed_age"`
 }
 
 // Exports configures integration runs.
@@ -159,6 +165,11 @@ func (c *Config) SetToDefault() {
 			MetricsKeys:      20,
 			MinFreeBytes:     64 << 20,
 			DiskReserveBytes: 16 << 20,
+			// 64 MiB: tens of thousands of refused events to look at,
+			// a sixteenth of max_pending_bytes. No age limit by default:
+			// dead letters are the only copy of what was refused, and the
+			// quota already bounds the disk they take.
+			MaxFailedBytes: 64 << 20,
 		},
 		Exports: Exports{
 			StallTimeout: Duration(15 * time.Minute),
@@ -272,6 +283,10 @@ func (c *Config) Validate() error {
 	positive(&p, "queue.metrics_keys", int64(q.MetricsKeys))
 	positive(&p, "queue.min_free_bytes", q.MinFreeBytes)
 	positive(&p, "queue.disk_reserve_bytes", q.DiskReserveBytes)
+	positive(&p, "queue.max_failed_bytes", q.MaxFailedBytes)
+	if q.MaxFailedAge < 0 {
+		p.add("queue.max_failed_age", "must be >= 0 (0 keeps dead letters until queue.max_failed_bytes needs their room)")
+	}
 
 	if c.Exports.StallTimeout <= 0 {
 		p.add("exports.stall_timeout", "must be > 0")

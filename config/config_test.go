@@ -75,6 +75,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"queue.batch_max_bytes", func(c *config.Config) { c.Queue.BatchMaxBytes = 0 }},
 		{"queue.linger", func(c *config.Config) { c.Queue.Linger = -1 }},
 		{"queue.retry_after", func(c *config.Config) { c.Queue.RetryAfter = config.Duration(500 * time.Millisecond) }},
+		{"queue.max_failed_bytes", func(c *config.Config) { c.Queue.MaxFailedBytes = 0 }},
+		{"queue.max_failed_age", func(c *config.Config) { c.Queue.MaxFailedAge = config.Duration(-time.Hour) }},
 		{"queue.idle_timeout", func(c *config.Config) { c.Queue.IdleTimeout = 0 }},
 		{"exports.stall_timeout", func(c *config.Config) { c.Exports.StallTimeout = 0 }},
 		{"exports.max_parallel", func(c *config.Config) { c.Exports.MaxParallel = 0 }},

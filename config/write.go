@@ -63,6 +63,8 @@ var comments = map[string]string{
 	"queue.metrics_keys":       "Routing keys (the most pending) with series of their own in /metrics; the rest are summed.",
 	"queue.min_free_bytes":     "Free space kept on the root's filesystem: below it new events are refused (503) and exports wait; delivery goes on.",
 	"queue.disk_reserve_bytes": "Reserve file (db/courier-reserve) released when the disk fills all the same, so that delivery can go on deleting.",
+	"queue.max_failed_bytes":   "Most bytes of dead letters (refused for good), all routing keys together; past it the oldest are dropped.",
+	"queue.max_failed_age":     "Dead letters that failed longer ago than this are dropped (0 = kept until max_failed_bytes needs the room).",
 
 	"exports":               "Integration exports.",
 	"exports.stall_timeout": "An integration making no progress for this long is cancelled.",

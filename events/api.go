@@ -35,6 +35,11 @@ type Queue interface {
 	// Retry moves the failed items of key ("" = every key) back to pending
 	// and returns how many it moved.
 	Retry(ctx context.Context, key string) (int, error)
+	// ListItems, Item and Purge let an operator see into the queue and
+	// drop dead letters (queue/deadletter.go).
+	ListItems(q queue.ItemQuery) (queue.ItemPage, error)
+	Item(key string, seq uint64) (queue.Item, error)
+	Purge(ctx context.Context, p queue.Purge) (queue.PurgeResult, error)
 }
 
 // APIOptions configures NewAPI.
@@ -122,6 +127,9 @@ func NewAPI(opts APIOptions) http.Handler {
 		"/v1/send":           {post, a.send, false},
 		"/v1/queue/status":   {get, a.status, false},
 		"/v1/queue/retry":    {post, a.retry, false},
+		"/v1/queue/items":    {get, a.items, false},
+		"/v1/queue/item":     {get, a.item, false},
+		"/v1/queue/purge":    {post, a.purge, false},
 		"/livez":             {get, a.livez, true},
 		"/readyz":            {get, a.readyz, false},
 		"/metrics":           {get, metrics.ServeHTTP, false},

@@ -60,6 +60,18 @@ func (q *fakeQueue) Retry(_ context.Context, key string) (int, error) {
 	return q.retryN, q.retryErr
 }
 
+// The fake holds no dead letters; the routes that read them are tested
+// against the real queue (queueapi_test.go).
+func (q *fakeQueue) ListItems(queue.ItemQuery) (queue.ItemPage, error) {
+	return queue.ItemPage{}, nil
+}
+
+func (q *fakeQueue) Item(string, uint64) (queue.Item, error) { return queue.Item{}, queue.ErrNoItem }
+
+func (q *fakeQueue) Purge(context.Context, queue.Purge) (queue.PurgeResult, error) {
+	return queue.PurgeResult{}, queue.ErrUnknownKey
+}
+
 func (q *fakeQueue) stored(key string) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()

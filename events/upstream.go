@@ -268,7 +268,7 @@ func (s *pagerDutySink) deliverOne(ctx context.Context, routingKey string, m que
 	switch resp.StatusCode {
 	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
 		s.log.Warn().Str("routing_key", RedactKey(routingKey)).Uint64("seq", m.Seq).Err(err).Msg("PagerDuty refused the event; it is kept as failed")
-		return queue.Permanent(err)
+		return queue.PermanentStatus(resp.StatusCode, err)
 	}
 	if after, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
 		return &queue.RetryAfterError{After: after, Err: err}

@@ -44,9 +44,11 @@ type (
 		failed        []failedRec
 	}
 	failedRec struct {
-		seq    uint64
-		raw    []byte
-		reason string
+		seq      uint64
+		raw      []byte
+		reason   string
+		code     int // upstream HTTP status, 0 when none
+		attempts int
 	}
 	retryReq struct {
 		key   string
@@ -111,7 +113,8 @@ type queueActor struct {
 	compactCancel       context.CancelFunc
 	compactWG           sync.WaitGroup
 	lastCommitErrLogged time.Time
-	diskTickQueued      bool // a diskTick is on its way (disk.go)
+	diskTickQueued      bool            // a diskTick is on its way (disk.go)
+	dl                  deadLetterState // deadletter.go
 }
 
 func newQueueActor(sys *actor.ActorSystem, st *store, opts Options, metas map[string]keyMeta, m *metrics, log zerolog.Logger) *queueActor {
@@ -120,6 +123,7 @@ func newQueueActor(sys *actor.ActorSystem, st *store, opts Options, metas map[st
 		a.keys[k] = &keyState{meta: meta}
 		a.totalItems += meta.pending()
 		a.totalBytes += meta.bytes
+		a.dl.failedBytes += meta.failedBytes
 	}
 	return a
 }
@@ -141,6 +145,9 @@ func (a *queueActor) Receive(ctx actor.Context) {
 				a.ensureDeliverer(ctx, k, ks)
 			}
 		}
+		// Limits lowered since the last run apply now.
+		a.checkDeadLetterLimits(ctx, true)
+		a.scheduleDeadLetterTick(ctx)
 	case *enqueueReq:
 		a.onEnqueue(ctx, m)
 	case *cancelWait:
@@ -200,6 +207,9 @@ func (a *queueActor) Receive(ctx actor.Context) {
 		a.onClose(ctx, m)
 	case *actor.Stopping:
 		a.stopCompaction()
+		a.stopDeadLetterTick()
+	default:
+		a.onDeadLetterMsg(ctx, m)
 	}
 }
 
@@ -283,7 +293,12 @@ func (a *queueActor) add(ctx actor.Context, op any) {
 		case *enqueueReq:
 			a.release(a.key(r.key), r)
 			r.reply <- ErrClosed
+		case *purgeReq:
+			r.reply <- purgeReply{err: ErrClosed}
 		}
+		return
+	}
+	if a.holdForNextCommit(op) {
 		return
 	}
 	a.pending = append(a.pending, op)
@@ -360,7 +375,7 @@ func (a *queueActor) buildCommit(ops []any) (*commit, *pebble.Batch, error) {
 		deadLetters: map[string][]deadLetter{}}
 	b := a.st.db.NewBatch()
 	now := time.Now()
-	var buildErr error
+	buildErr := a.buildDeadLetterOps(b, c)
 	for _, op := range c.ops {
 		switch r := op.(type) {
 		case *enqueueReq:
@@ -427,7 +442,7 @@ func (a *queueActor) buildSettle(b *pebble.Batch, c *commit, r *settleReq, now t
 		if f.seq < m.head {
 			continue
 		}
-		_ = b.Set(seqKey(prefixFailed, r.key, f.seq), encodeFailed(now, f.reason, f.raw), nil)
+		_ = b.Set(seqKey(prefixFailed, r.key, f.seq), encodeFailedInfo(failedInfo{at: now, reason: f.reason, code: f.code, attempts: f.attempts}, f.raw), nil)
 		c.deadLetters[r.key] = append(c.deadLetters[r.key], deadLetter{seq: f.seq, raw: f.raw})
 		m.failed++
 		m.failedBytes += int64(len(f.raw))
@@ -494,6 +509,7 @@ func (a *queueActor) onCommitDone(ctx actor.Context, d *commitDone) {
 	} else {
 		a.commitSucceeded(ctx, c)
 	}
+	a.releaseHeld(ctx)
 	if len(a.pending) > 0 {
 		a.startCommit(ctx)
 	} else if a.closing != nil {
@@ -523,6 +539,8 @@ func (a *queueActor) commitFailed(c *commit, err error) {
 				ks.shared.rewind.Store(true)
 				ks.shared.notify()
 			}
+		default:
+			a.deadLetterOpFailed(op, err)
 		}
 	}
 }
@@ -532,6 +550,10 @@ func (a *queueActor) commitSucceeded(ctx actor.Context, c *commit) {
 		ks := a.key(k)
 		a.totalItems += m.pending() - ks.meta.pending()
 		a.totalBytes += m.bytes - ks.meta.bytes
+		if d := m.failedBytes - ks.meta.failedBytes; d != 0 {
+			a.dl.failedBytes += d
+			a.dl.stuck = a.dl.stuck && d < 0 // a new dead letter may make a trim worth it again
+		}
 		ks.meta = *m
 	}
 	freed := false
@@ -561,8 +583,11 @@ func (a *queueActor) commitSucceeded(ctx actor.Context, c *commit) {
 			if ks.sinceCompact >= a.opts.CompactEvery || a.st.disk.isFull() {
 				a.compactKey(ctx, r.key, ks)
 			}
+		default:
+			a.deadLetterOpDone(op)
 		}
 	}
+	a.checkDeadLetterLimits(ctx, false)
 	for k := range c.metas {
 		ks := a.keys[k]
 		if ks.shared != nil {
@@ -704,6 +729,7 @@ func (a *queueActor) stopCompaction() {
 
 func (a *queueActor) onClose(ctx actor.Context, r *closeReq) {
 	a.closed = true
+	a.stopDeadLetterTick()
 	a.closing = r
 	for _, w := range a.waiters {
 		a.key(w.key).waiting--

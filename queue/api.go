@@ -74,13 +74,35 @@ type Router func(key string) Route
 
 // PermanentError marks a delivery failure that retrying will not fix (an
 // upstream's 400): the batch goes to failed with Reason.
-type PermanentError struct{ Err error }
+type PermanentError struct {
+	Err error
+	// Status is the upstream's HTTP status, kept with the dead letters
+	// for `courier queue ls`; 0 when there was none.
+	Status int
+}
 
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent wraps err so that the delivery actor does not retry it.
 func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// PermanentStatus is Permanent for an upstream that answered HTTP status.
+func PermanentStatus(status int, err error) error { return &PermanentError{Err: err, Status: status} }
+
+// statusOf finds the HTTP status an error carries: a PermanentError's, or
+// that of an error with an HTTPStatus method (the backend client's).
+func statusOf(err error) int {
+	var perm *PermanentError
+	if errors.As(err, &perm) && perm.Status != 0 {
+		return perm.Status
+	}
+	var hs interface{ HTTPStatus() int }
+	if errors.As(err, &hs) {
+		return hs.HTTPStatus()
+	}
+	return 0
+}
 
 // RetryAfterError asks the delivery actor to wait at least After before the
 // next attempt (an upstream's 429 or 503 with Retry-After).

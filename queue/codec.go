@@ -29,7 +29,8 @@ const (
 const (
 	recordVersion  = 1
 	recordHeader   = 1 + 8 + 4 // version, enqueued-at, crc32c of payload
-	failedVersion  = 1
+	failedVersion1 = 1         // no status code, no attempts
+	failedVersion  = 2
 	metaVersion    = 1
 	maxRoutingKey  = 512
 	maxReasonBytes = 4096
@@ -116,29 +117,65 @@ func decodeRecord(v []byte) (enqueuedAt time.Time, payload []byte, err error) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC(), payload, nil
 }
 
-func encodeFailed(at time.Time, reason string, raw []byte) []byte {
+// failedInfo is what a dead letter records about its failure besides the
+// record itself. Version 1 records have no code and no attempts (zero).
+type failedInfo struct {
+	at       time.Time
+	code     int // the upstream's HTTP status, 0 when unknown
+	attempts int // delivery attempts, the last one included
+	reason   string
+}
+
+func encodeFailedInfo(fi failedInfo, raw []byte) []byte {
+	reason := fi.reason
 	if len(reason) > maxReasonBytes {
 		reason = reason[:maxReasonBytes]
 	}
-	b := make([]byte, 0, 1+8+binary.MaxVarintLen64+len(reason)+len(raw))
+	b := make([]byte, 0, 1+8+3*binary.MaxVarintLen64+len(reason)+len(raw))
 	b = append(b, failedVersion)
-	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(fi.at.UnixNano()))
+	b = binary.AppendUvarint(b, uint64(max(fi.code, 0)))
+	b = binary.AppendUvarint(b, uint64(max(fi.attempts, 0)))
 	b = binary.AppendUvarint(b, uint64(len(reason)))
 	b = append(b, reason...)
 	return append(b, raw...)
 }
 
 func decodeFailed(v []byte) (at time.Time, reason string, raw []byte, err error) {
-	if len(v) < 9 || v[0] != failedVersion {
-		return time.Time{}, "", nil, errors.New("corrupt failed record")
+	fi, raw, err := decodeFailedInfo(v)
+	return fi.at, fi.reason, raw, err
+}
+
+// decodeFailedInfo reads both versions: dead letters written before status
+// codes and attempts were kept stay readable.
+func decodeFailedInfo(v []byte) (fi failedInfo, raw []byte, err error) {
+	if len(v) < 9 || (v[0] != failedVersion1 && v[0] != failedVersion) {
+		return fi, nil, errors.New("corrupt failed record")
 	}
-	at = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
-	n, w := binary.Uvarint(v[9:])
-	if w <= 0 || uint64(len(v)-9-w) < n {
-		return time.Time{}, "", nil, errors.New("corrupt failed record: bad reason length")
+	fi.at = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
+	rest := v[9:]
+	uv := func() (uint64, bool) {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 {
+			return 0, false
+		}
+		rest = rest[w:]
+		return n, true
 	}
-	rest := v[9+w:]
-	return at, string(rest[:n]), rest[n:], nil
+	if v[0] == failedVersion {
+		code, ok1 := uv()
+		attempts, ok2 := uv()
+		if !ok1 || !ok2 || code > 999 || attempts > 1<<31 {
+			return failedInfo{}, nil, errors.New("corrupt failed record: bad status or attempts")
+		}
+		fi.code, fi.attempts = int(code), int(attempts)
+	}
+	n, ok := uv()
+	if !ok || uint64(len(rest)) < n {
+		return failedInfo{}, nil, errors.New("corrupt failed record: bad reason length")
+	}
+	fi.reason = string(rest[:n])
+	return fi, rest[n:], nil
 }
 
 // keyMeta is what survives a restart of one routing key, so counters come

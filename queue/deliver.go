@@ -168,7 +168,7 @@ func (w *worker) run(ctx context.Context) {
 		if recs[0].err != nil {
 			r := recs[0]
 			w.log.Error().Err(r.err).Uint64("seq", r.msg.Seq).Msg("quarantining an undecodable record to failed")
-			w.settle(r.msg.Seq, r.msg.Seq, int64(len(r.raw)), []failedRec{{seq: r.msg.Seq, raw: r.raw, reason: r.err.Error()}})
+			w.settle(r.msg.Seq, r.msg.Seq, int64(len(r.raw)), []failedRec{{seq: r.msg.Seq, raw: r.raw, reason: r.err.Error(), attempts: 0}})
 			cursor = r.msg.Seq + 1
 			continue
 		}
@@ -230,11 +230,11 @@ func (w *worker) deliver(ctx context.Context, recs []rawRecord) (uint64, bool) {
 			w.log.Warn().Int("items", len(msgs)).Msg("upstream said the batch is too large; halving it")
 			continue
 		case errors.As(err, &perm) || errors.Is(err, ErrTooLarge):
-			reason := err.Error()
+			reason, code := err.Error(), statusOf(err)
 			failed := make([]failedRec, len(msgs))
 			var bytes int64
 			for i, r := range recs[:len(msgs)] {
-				failed[i] = failedRec{seq: r.msg.Seq, raw: r.raw, reason: reason}
+				failed[i] = failedRec{seq: r.msg.Seq, raw: r.raw, reason: reason, code: code, attempts: attempt + 1}
 				bytes += int64(len(r.raw))
 			}
 			w.shared.lastErr.Store(&keyError{msg: reason, at: time.Now().UTC()})

@@ -19,6 +19,7 @@ type metrics struct {
 	latency         prometheus.Histogram
 	upstreamSeconds prometheus.Histogram
 	commitSeconds   prometheus.Histogram
+	deadDropped     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -42,6 +43,10 @@ func newMetrics() *metrics {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "courier_queue_commit_seconds", Help: "Duration of one group commit (write and fsync).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12)}),
+		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_queue_dead_letters_dropped_total",
+			Help: "Dead letters dropped, by why: quota (queue.max_failed_bytes), age (queue.max_failed_age) or purge (an operator)."},
+			[]string{"reason"}),
 	}
 }
 
@@ -49,10 +54,13 @@ func (m *metrics) register(reg prometheus.Registerer, q *Queue, topKeys int) {
 	if reg == nil {
 		return
 	}
+	for _, r := range []string{"quota", "age", "purge"} {
+		m.deadDropped.WithLabelValues(r) // a zero to rate() from
+	}
 	if topKeys <= 0 {
 		topKeys = defaultMetricsKeys
 	}
-	reg.MustRegister(m.enqueued, m.delivered, m.failed, m.refused, m.retries, m.latency, m.upstreamSeconds, m.commitSeconds,
+	reg.MustRegister(m.enqueued, m.delivered, m.failed, m.refused, m.retries, m.latency, m.upstreamSeconds, m.commitSeconds, m.deadDropped,
 		&depthCollector{q: q, top: topKeys})
 }
 

@@ -72,6 +72,17 @@ type Options struct {
 	// get series of their own in the metrics; the rest are summed under
 	// routing_key="other". Zero means 20.
 	MetricsKeys int
+	// MaxFailedBytes bounds dead letters, all keys together; past it the
+	// oldest are dropped. Zero means DefaultMaxFailedBytes.
+	MaxFailedBytes int64
+	// MaxFailedAge, when positive, drops dead letters that failed longer
+	// ago than that.
+	MaxFailedAge time.Duration
+
+	// Tests set these: the clock the age limit is checked against and
+	// how often it is.
+	clock         func() time.Time
+	ageCheckEvery time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -104,6 +115,10 @@ func (o *Options) setDefaults() {
 	}
 	if o.BackoffMax <= 0 {
 		o.BackoffMax = 5 * time.Minute
+	}
+	def(&o.MaxFailedBytes, DefaultMaxFailedBytes)
+	if o.clock == nil {
+		o.clock = time.Now
 	}
 	if o.CompactEvery == 0 {
 		o.CompactEvery = 100_000
