@@ -34,7 +34,7 @@ func openStoreLimits(dir string, fs vfs.FS, log zerolog.Logger, reserve, minFree
 	if fs == nil {
 		fs = vfs.Default
 	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAllSynced(fs, dir); err != nil {
 		return nil, fmt.Errorf("open queue store %s: %w", dir, err)
 	}
 	qlog := log.With().Str("component", "queue").Logger()
@@ -63,6 +63,46 @@ func openStoreLimits(dir string, fs vfs.FS, log zerolog.Logger, reserve, minFree
 		return nil, fmt.Errorf("open queue store %s: incarnation: %w", dir, err)
 	}
 	return s, nil
+}
+
+// mkdirAllSynced creates dir and the parents it lacks, and syncs the
+// parent of each one it created. Pebble does this for the folders it makes,
+// but the disk reserve needs the folder first: without the syncs a crash
+// loses the new folder, and the whole store with it.
+func mkdirAllSynced(fs vfs.FS, dir string) error {
+	var missing []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		parent := fs.PathDir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		parent := fs.PathDir(missing[i])
+		if parent == missing[i] {
+			continue
+		}
+		f, err := fs.OpenDir(parent)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", parent, err)
+		}
+	}
+	return nil
 }
 
 // newIncarnation gives the store a new random incarnation id, durably: on
