@@ -49,11 +49,7 @@ func TestE2EAlertmanager(t *testing.T) {
 	initRoot(t, root)
 	key := routingKeys(t, 1)[0]
 	up := newFakeUpstream(t)
-	startServiceRun(t, root, up)
-	info, err := readServiceJSON(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := startServiceRun(t, root, up)
 	direct := newFakeUpstream(t) // what PagerDuty itself would have received
 
 	dir := t.TempDir()
@@ -72,7 +68,7 @@ receivers:
         url: http://%[2]s/v2/enqueue
       - routing_key: %[1]s
         url: %[3]s
-`, key, loopback(info.Listen), direct.url())
+`, key, strings.TrimPrefix(svc.base, "http://"), direct.url())
 	confPath := writeFile(t, dir, "alertmanager.yml", conf)
 	logPath := filepath.Join(dir, "alertmanager.log")
 	logf, err := os.Create(logPath)

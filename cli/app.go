@@ -93,10 +93,6 @@ type env struct {
 	closer io.Closer
 }
 
-// close is for symmetry in the commands: Run closes the log, after it
-// has logged the command's error.
-func (e *env) close() {}
-
 // setup prepares a command. writeLog is false for commands that must not
 // touch the root (version) or that would overwrite a running service's log.
 func setup(c *ucli.Context, command string, writeLog bool) (*env, error) {

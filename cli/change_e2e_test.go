@@ -16,12 +16,8 @@ func TestE2EChangeEvents(t *testing.T) {
 	initRoot(t, root)
 	key := routingKeys(t, 1)[0]
 	up := newFakeUpstream(t)
-	startServiceRun(t, root, up)
-	info, err := readServiceJSON(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + loopback(info.Listen)
+	svc := startServiceRun(t, root, up)
+	base := svc.base
 
 	post := func(path, body string) (int, string) {
 		t.Helper()

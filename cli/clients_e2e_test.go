@@ -21,12 +21,8 @@ func TestE2EGoPagerDuty(t *testing.T) {
 	initRoot(t, root)
 	key := routingKeys(t, 1)[0]
 	up := newFakeUpstream(t)
-	startServiceRun(t, root, up)
-	info, err := readServiceJSON(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := pagerduty.NewClient("", pagerduty.WithV2EventsAPIEndpoint("http://"+loopback(info.Listen)))
+	svc := startServiceRun(t, root, up)
+	c := pagerduty.NewClient("", pagerduty.WithV2EventsAPIEndpoint(svc.base))
 
 	trigger := &pagerduty.V2Event{
 		RoutingKey: key, Action: "trigger", DedupKey: "srv01/mysql", Client: "Sample Monitoring Service", ClientURL: "https://monitoring.service.com",
@@ -108,12 +104,8 @@ func TestE2EPagerDutyCLI(t *testing.T) {
 	initRoot(t, root)
 	key := routingKeys(t, 1)[0]
 	up := newFakeUpstream(t)
-	startServiceRun(t, root, up)
-	info, err := readServiceJSON(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + loopback(info.Listen)
+	svc := startServiceRun(t, root, up)
+	base := svc.base
 	home := t.TempDir() // pd keeps its config and caches under HOME
 	run := func(args ...string) string {
 		t.Helper()

@@ -34,7 +34,6 @@ func devBackendCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			srv, err := devserver.New(devserver.Options{Dir: c.String("dir"), Logger: e.log})
 			if err != nil {
 				return err

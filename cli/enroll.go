@@ -56,7 +56,6 @@ func enrollCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			root, err := absRoot(e)
 			if err != nil {
 				return err

@@ -56,7 +56,6 @@ func exportCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			spec, err := exportSpec(c)
 			if err != nil {
 				return err

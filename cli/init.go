@@ -21,7 +21,6 @@ func initCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			if err := e.layout.EnsureDirs(); err != nil {
 				return err
 			}

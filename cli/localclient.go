@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	ucli "github.com/urfave/cli/v2"
+
 	"courier/config"
 )
 
@@ -23,6 +25,20 @@ type localClient struct {
 	http   *http.Client
 	// started is when the service-run answering started (run/service.json).
 	started time.Time
+}
+
+// localAPI prepares a command that talks to the running service-run: its
+// env (no log file: the service owns the root's logs) and a client.
+func localAPI(c *ucli.Context, command string) (*env, *localClient, error) {
+	e, err := setup(c, command, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc, err := newLocalClient(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, lc, nil
 }
 
 func newLocalClient(e *env) (*localClient, error) {

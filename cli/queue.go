@@ -87,11 +87,7 @@ func queueLs(c *ucli.Context) error {
 	if limit < 1 {
 		return usageError("--limit %d: must be at least 1", limit)
 	}
-	e, err := setup(c, "queue", false)
-	if err != nil {
-		return err
-	}
-	lc, err := newLocalClient(e)
+	e, lc, err := localAPI(c, "queue")
 	if err != nil {
 		return err
 	}
@@ -111,7 +107,7 @@ func queueLs(c *ucli.Context) error {
 		}
 		all.Items = append(all.Items, page.Items...)
 		all.Next, after = page.Next, page.Next
-		if page.Next == "" {
+		if page.Next == "" || len(page.Items) == 0 { // an empty page with a cursor would loop for ever
 			break
 		}
 	}
@@ -192,11 +188,7 @@ func queueShow(c *ucli.Context) error {
 	if key == "" {
 		return usageError("queue show needs -k KEY, the item's routing key")
 	}
-	e, err := setup(c, "queue", false)
-	if err != nil {
-		return err
-	}
-	lc, err := newLocalClient(e)
+	e, lc, err := localAPI(c, "queue")
 	if err != nil {
 		return err
 	}
@@ -265,11 +257,7 @@ func queuePurge(c *ucli.Context) error {
 			return usageError("--older-than: %v", err)
 		}
 	}
-	e, err := setup(c, "queue", false)
-	if err != nil {
-		return err
-	}
-	lc, err := newLocalClient(e)
+	e, lc, err := localAPI(c, "queue")
 	if err != nil {
 		return err
 	}

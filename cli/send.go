@@ -38,7 +38,6 @@ func sendCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			body, err := buildSend(c)
 			if err != nil {
 				return err

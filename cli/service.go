@@ -53,7 +53,6 @@ func serviceAction(name string, run func(c *ucli.Context, e *env, root string) e
 		if err != nil {
 			return err
 		}
-		defer e.close()
 		root, err := absRoot(e)
 		if err != nil {
 			return err

@@ -49,7 +49,6 @@ func serviceRunCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			cfg, err := e.loadConfig()
 			if err != nil {
 				return err

@@ -22,12 +22,7 @@ func statusCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "show-keys", Usage: "show PagerDuty routing keys whole (they are credentials; by default they are redacted to a form that retry -k accepts)"},
 		},
 		Action: func(c *ucli.Context) error {
-			e, err := setup(c, "status", false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			lc, err := newLocalClient(e)
+			e, lc, err := localAPI(c, "status")
 			if err != nil {
 				return err
 			}
@@ -75,12 +70,7 @@ func retryCommand() *ucli.Command {
 		Usage: "move failed (dead-lettered) items back to pending, for one routing key or all",
 		Flags: []ucli.Flag{&ucli.StringFlag{Name: "routing-key", Aliases: []string{"k"}, Usage: "only this key: a PagerDuty routing key, whole or as courier status shows it, or a queue key such as export/int_1"}},
 		Action: func(c *ucli.Context) error {
-			e, err := setup(c, "retry", false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			lc, err := newLocalClient(e)
+			e, lc, err := localAPI(c, "retry")
 			if err != nil {
 				return err
 			}

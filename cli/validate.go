@@ -27,7 +27,6 @@ func validateCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			var v integrations.Validation
 			inst, closer, err := newIntegration(c, e)
 			var ce *configError
@@ -73,7 +72,6 @@ func onboardCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			defer e.close()
 			typ := c.String("object-type")
 			if err := actors.CheckObjectType(typ); err != nil {
 				return usageError("--object-type %v", err)
