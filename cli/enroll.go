@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -308,55 +307,4 @@ func gitVersion(ctx context.Context) string {
 		return f[0]
 	}
 	return ""
-}
-
-// interspersedFlags returns the command's positional arguments after
-// applying the flags found among them: urfave/cli v2 stops parsing flags
-// at the first argument, and `courier enroll CODE --backend-url URL` is
-// the documented order. "--" ends the flags.
-func interspersedFlags(c *ucli.Context) ([]string, error) {
-	var pos []string
-	args := c.Args().Slice()
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(pos, args[i+1:]...), nil
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		f := commandFlag(c.Command, name)
-		if f == nil {
-			return nil, usageExit(c, fmt.Errorf("flag provided but not defined: -%s", name), true)
-		}
-		if _, isBool := f.(*ucli.BoolFlag); isBool {
-			if !hasValue {
-				value = "true"
-			}
-		} else if !hasValue {
-			if i+1 >= len(args) {
-				return nil, usageExit(c, fmt.Errorf("flag needs an argument: -%s", name), true)
-			}
-			i++
-			value = args[i]
-		}
-		if err := c.Set(name, value); err != nil {
-			return nil, usageError("invalid value %q for flag %s: %v", value, a, err)
-		}
-	}
-	return pos, nil
-}
-
-func commandFlag(cmd *ucli.Command, name string) ucli.Flag {
-	if cmd == nil {
-		return nil
-	}
-	for _, f := range cmd.Flags {
-		if slices.Contains(f.Names(), name) {
-			return f
-		}
-	}
-	return nil
 }

@@ -42,7 +42,7 @@ func queueCommand() *ucli.Command {
 				Usage:     "show one item with its stored event (routing keys redacted unless --show-keys)",
 				ArgsUsage: "SEQ",
 				Flags: []ucli.Flag{keyFlag("its key (required)"),
-					&ucli.StringFlag{Name: "seq", Usage: "SEQ as a flag, so that flags may follow it"}, jsonFlag, showKeys},
+					&ucli.StringFlag{Name: "seq", Usage: "SEQ as a flag, the same as the argument"}, jsonFlag, showKeys},
 				Action: queueShow,
 			},
 			{
@@ -54,6 +54,7 @@ func queueCommand() *ucli.Command {
 					&ucli.StringFlag{Name: "seq", Usage: "only this dead letter (needs -k)"},
 					&ucli.StringFlag{Name: "older-than", Usage: "only those that failed longer ago than this (36h, 7d)"},
 					&ucli.StringFlag{Name: "state", Value: "failed", Usage: "failed only: pending items are never purged"},
+					&ucli.BoolFlag{Name: "yes", Usage: "confirm: the dead letters are dropped for good"},
 					jsonFlag, showKeys,
 				},
 				Action: queuePurge,
@@ -169,12 +170,11 @@ func lastColon(s string) int {
 }
 
 func queueShow(c *ucli.Context) error {
-	args, key := c.Args().Slice(), c.String("routing-key")
-	// urfave/cli stops at the first argument; `show SEQ -k KEY`, as the
-	// issue and the README write it, is read here.
-	if len(args) == 3 && (args[1] == "-k" || args[1] == "--routing-key") && key == "" {
-		args, key = args[:1], args[2]
+	args, err := interspersedFlags(c)
+	if err != nil {
+		return err
 	}
+	key := c.String("routing-key")
 	if s := c.String("seq"); s != "" && len(args) == 0 {
 		args = []string{s}
 	}
@@ -256,6 +256,11 @@ func queuePurge(c *ucli.Context) error {
 		if _, err := events.ParseAge(req.OlderThan); err != nil {
 			return usageError("--older-than: %v", err)
 		}
+	}
+	// Checked last, so that a mistyped selection is named before the
+	// operator is asked to confirm it.
+	if !c.Bool("yes") {
+		return usageError("queue purge drops dead letters for good: add --yes to confirm (courier queue ls --state failed lists them)")
 	}
 	e, lc, err := localAPI(c, "queue")
 	if err != nil {

@@ -54,6 +54,10 @@ func TestE2EQueueLsShowPurge(t *testing.T) {
 	if r := runCourier(t, root, "queue", "show", "--show-keys", "-k", keys[0], seq); r.code != 0 || !strings.Contains(r.stdout, keys[0]) {
 		t.Fatalf("courier queue show --show-keys:\n%s", r)
 	}
+	// Flags after SEQ, the global ones too, as the README writes it.
+	if r := runBare(t, nil, "queue", "show", seq, "-k", keys[0], "--show-keys", "--root", root); r.code != 0 || !strings.Contains(r.stdout, keys[0]) {
+		t.Fatalf("courier queue show SEQ -k KEY --show-keys --root ROOT:\n%s", r)
+	}
 
 	unknown := strings.Repeat("Z", 32)
 	for _, bad := range []struct {
@@ -66,7 +70,9 @@ func TestE2EQueueLsShowPurge(t *testing.T) {
 		{[]string{"queue", "purge", "--all", "--seq", "1"}, 2, "--seq needs -k"},
 		{[]string{"queue", "purge", "--all", "--older-than", "soon"}, 2, "--older-than"},
 		{[]string{"queue", "purge", "-k", keys[0], "--state", "pending"}, 2, "only dead letters"},
-		{[]string{"queue", "purge", "-k", unknown}, 2, "no routing key in the queue matches"},
+		{[]string{"queue", "purge", "-k", unknown, "--yes"}, 2, "no routing key in the queue matches"},
+		{[]string{"queue", "purge", "-k", keys[0]}, 2, "add --yes to confirm"},
+		{[]string{"queue", "purge", "--all"}, 2, "add --yes to confirm"},
 		{[]string{"queue", "ls", "-k", unknown}, 2, "no routing key in the queue matches"},
 		{[]string{"queue", "ls", "--state", "done"}, 2, "failed or pending"},
 		{[]string{"queue", "show", "x", "-k", keys[0]}, 2, "not a number"},
@@ -80,11 +86,11 @@ func TestE2EQueueLsShowPurge(t *testing.T) {
 	}
 	waitCLIStatus(t, root, "nothing dropped by bad input", func(s cliQueueStatus) bool { return s.Failed == 3 })
 
-	r = runCourier(t, root, "queue", "purge", "-k", keys[0], "--seq", seq)
+	r = runCourier(t, root, "queue", "purge", "-k", keys[0], "--seq", seq, "--yes")
 	if r.code != 0 || !strings.Contains(r.stdout, "dropped 1 dead letter(s)") {
 		t.Fatalf("purge one:\n%s", r)
 	}
-	r = runCourier(t, root, "queue", "purge", "--all")
+	r = runCourier(t, root, "queue", "purge", "--all", "--yes")
 	if r.code != 0 || !strings.Contains(r.stdout, "dropped 2 dead letter(s)") || strings.Contains(r.stdout, keys[1]) ||
 		!strings.Contains(r.stdout, redact.Key(keys[1])) {
 		t.Fatalf("purge --all: want 2 dropped, by redacted key:\n%s", r)

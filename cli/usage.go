@@ -314,3 +314,60 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// interspersedFlags returns the command's positional arguments after
+// applying the flags found among them: urfave/cli v2 stops parsing flags
+// at the first argument, and the documented orders put flags after it
+// (`courier enroll CODE --backend-url URL`, `courier queue show SEQ -k KEY
+// --root X`). Every command that takes arguments reads them through here.
+// "--" ends the flags.
+func interspersedFlags(c *ucli.Context) ([]string, error) {
+	var pos []string
+	args := c.Args().Slice()
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(pos, args[i+1:]...), nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := commandFlag(c.Command, name)
+		if f == nil {
+			return nil, usageExit(c, fmt.Errorf("flag provided but not defined: -%s", name), true)
+		}
+		if _, isBool := f.(*ucli.BoolFlag); isBool {
+			if !hasValue {
+				value = "true"
+			}
+		} else if !hasValue {
+			if i+1 >= len(args) {
+				return nil, usageExit(c, fmt.Errorf("flag needs an argument: -%s", name), true)
+			}
+			i++
+			value = args[i]
+		}
+		// Each alias is its own entry in urfave/cli's flag set, synced only
+		// by its own parser: set them all, so that -k reads as --routing-key.
+		for _, n := range f.Names() {
+			if err := c.Set(n, value); err != nil {
+				return nil, usageError("invalid value %q for flag %s: %v", value, a, err)
+			}
+		}
+	}
+	return pos, nil
+}
+
+func commandFlag(cmd *ucli.Command, name string) ucli.Flag {
+	if cmd == nil {
+		return nil
+	}
+	for _, f := range cmd.Flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
+}
